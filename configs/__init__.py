@@ -1,0 +1,1 @@
+"""Pipeline configs shipped with pxserve, one YAML file per pipeline name."""

@@ -1,0 +1,54 @@
+"""The aiohttp application: routes, middlewares and the request handlers.
+
+Handlers only validate and await; all image work happens in workers.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from pxserve.frontend.engine_client import EngineClient
+from pxserve.frontend.envelope import MAX_BODY, envelope_middleware, failure, log_id_of, message, success
+from pxserve.shared.config import describe_validation_error
+from pxserve.shared.errors import RequestError
+from pxserve.shared.pipelines import Pipeline
+
+PIPELINE = web.AppKey("pipeline", Pipeline)
+ENGINE = web.AppKey("engine", EngineClient)
+
+
+async def health(request: web.Request) -> web.Response:
+    return message(log_id_of(request), 200, "Healthy")
+
+
+async def infer(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    body = await request.read()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(422, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RequestError(422, "request body must be a JSON object")
+    try:
+        validated = pipeline.request_model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestError(422, describe_validation_error(exc)) from None
+    image, params = pipeline.parse(validated)
+    outcome = await request.app[ENGINE].submit(image, params)
+    if outcome.ok:
+        return success(log_id_of(request), outcome.body)
+    return failure(log_id_of(request), outcome.status, outcome.message)
+
+
+def create_app(pipeline: Pipeline, engine: EngineClient) -> web.Application:
+    serving = pipeline.config.Serving
+    app = web.Application(client_max_size=serving.max_body_bytes, middlewares=[envelope_middleware])
+    app[PIPELINE] = pipeline
+    app[ENGINE] = engine
+    app[MAX_BODY] = serving.max_body_bytes
+    app.router.add_get("/health", health)
+    app.router.add_post(pipeline.route, infer)
+    return app

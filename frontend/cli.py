@@ -1,0 +1,113 @@
+"""``pxserve --serve --pipeline NAME``: PaddleX's serving command line.
+
+Flags keep PaddleX's names and defaults so existing scripts work. Every
+startup problem (unknown pipeline, bad config, missing model, busy port,
+unusable device) ends in one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+from pxserve import __version__
+from pxserve.frontend.placement import plan_workers
+from pxserve.frontend.server import ServeError, ServerOptions, bind_socket, prepare_model, serve
+from pxserve.frontend.supervisor import StartupError
+from pxserve.shared.config import ConfigError, load_pipeline_config
+from pxserve.shared.devices import DeviceError, default_device, gpu_usable, parse_devices
+from pxserve.shared.pipelines import get_pipeline
+
+log = logging.getLogger("pxserve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pxserve",
+        description="Serve a PaddleX pipeline over HTTP (PaddleX-compatible API).",
+    )
+    parser.add_argument("--serve", action="store_true", help="start the HTTP server (required)")
+    parser.add_argument("--pipeline", help="pipeline name (e.g. image_classification) or a YAML path")
+    parser.add_argument("--device", help="cpu, gpu, gpu:N or gpu:N,M (default: gpu if usable, else cpu)")
+    parser.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument("--use_hpip", action="store_true", help="use the high-performance backend")
+    parser.add_argument("--hpi_config", help="high-performance inference settings, a Python dict literal")
+    parser.add_argument("--serial_number", help="accepted for PaddleX compatibility; not needed")
+    parser.add_argument("--update_license", action="store_true", help="accepted; not needed")
+    parser.add_argument(
+        "--log-level",
+        "--log_level",
+        dest="log_level",
+        default=os.environ.get("PXSERVE_LOG_LEVEL", "INFO"),
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default INFO)",
+    )
+    parser.add_argument("--version", action="version", version=f"pxserve {__version__}")
+    return parser
+
+
+def parse_hpi_config(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ConfigError(f"--hpi_config must be a Python dict literal, got {text!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--hpi_config must be a dict, got {type(value).__name__}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.serve:
+        raise ConfigError("pxserve only serves: pass --serve --pipeline NAME")
+    if not args.pipeline:
+        raise ConfigError("--pipeline is required (a name such as image_classification, or a YAML path)")
+    if args.serial_number or args.update_license:
+        log.info("pxserve needs no licence: --serial_number/--update_license are accepted and ignored")
+    parse_hpi_config(args.hpi_config)
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+
+    config = load_pipeline_config(args.pipeline)
+    pipeline = get_pipeline(config)
+    device_spec = args.device or default_device(args.use_hpip)
+    devices = parse_devices(device_spec)
+    if any(d.kind == "gpu" for d in devices) and not gpu_usable(args.use_hpip):
+        engine = "onnxruntime-gpu" if args.use_hpip else "paddlepaddle-gpu"
+        raise DeviceError(
+            f"--device {device_spec}: no usable GPU (needs an NVIDIA driver and {engine}); use --device cpu"
+        )
+    plan = plan_workers(devices, config.Serving)
+
+    sock = bind_socket(args.host, args.port)
+    log.info("Started server process [%d]", os.getpid())
+    try:
+        model = prepare_model(pipeline)
+        log.info("pipeline %s, model %s from %s", config.pipeline_name, model.model_name, model.path)
+        options = ServerOptions(args.host, args.port, args.use_hpip, args.log_level)
+        asyncio.run(serve(pipeline, model, plan, sock, options))
+    finally:
+        sock.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    try:
+        return run(args)
+    except (ConfigError, DeviceError, ServeError, StartupError) as exc:
+        print(f"pxserve: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError | DeviceError) else 1
+    except KeyboardInterrupt:
+        return 130

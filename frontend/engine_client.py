@@ -1,0 +1,160 @@
+"""The engine client: the front's only way to get work done by workers.
+
+:meth:`EngineClient.submit` is a coroutine that never blocks the loop. It
+admits the request (or refuses at once with 503 when ``queue_capacity`` is
+reached), writes the task into the ring of the least-loaded ready worker,
+rings its doorbell and awaits a future. Outcomes arrive when a worker's
+reply doorbell becomes readable; they are matched to futures by request id,
+and ids are never reused, so a late answer can never reach another request.
+
+When a ring is full the task waits in a FIFO backlog that is flushed as
+answers free space. When a worker dies, its unanswered tasks are retried
+once on another worker, then answered 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from pxserve.frontend.supervisor import Supervisor, WorkerHandle
+from pxserve.shared.config import ServingSettings
+from pxserve.shared.errors import RequestError
+from pxserve.shared.messages import Outcome, Task
+from pxserve.shared.ring import RecordTooLargeError, RingFullError
+
+log = logging.getLogger("pxserve.engine")
+
+RETRY_AFTER_S = 1
+
+
+class WorkerLostError(Exception):
+    """The worker holding a task exited before answering it."""
+
+
+@dataclass(eq=False)
+class _Pending:
+    task: Task
+    future: asyncio.Future[Outcome]
+    worker: WorkerHandle | None = None
+
+
+class EngineClient:
+    def __init__(self, supervisor: Supervisor, serving: ServingSettings) -> None:
+        self.supervisor = supervisor
+        self.serving = serving
+        self.admitted = 0
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._backlog: deque[_Pending] = deque()
+        supervisor.on_ready = self._worker_ready
+        supervisor.on_lost = self._worker_lost
+
+    # -- the public coroutine ---------------------------------------------
+    async def submit(self, image: bytes, params: dict[str, Any]) -> Outcome:
+        if self.admitted >= self.serving.queue_capacity:
+            raise RequestError(503, "server is at capacity; retry shortly")
+        self.admitted += 1
+        try:
+            async with asyncio.timeout(self.serving.request_timeout_s):
+                try:
+                    return await self._run_once(image, params)
+                except WorkerLostError:
+                    log.warning("retrying a request whose worker exited")
+                    try:
+                        return await self._run_once(image, params)
+                    except WorkerLostError:
+                        raise RequestError(503, "the worker processing this request exited; retry") from None
+        except TimeoutError:
+            raise RequestError(
+                504, f"no result within the {self.serving.request_timeout_s:g} s request deadline"
+            ) from None
+        finally:
+            self.admitted -= 1
+
+    async def _run_once(self, image: bytes, params: dict[str, Any]) -> Outcome:
+        request_id = next(self._ids)
+        pending = _Pending(Task(request_id, params, image), asyncio.get_running_loop().create_future())
+        self._pending[request_id] = pending
+        try:
+            if not self._dispatch(pending):
+                self._backlog.append(pending)
+            return await pending.future
+        finally:
+            self._pending.pop(request_id, None)
+            if pending.worker is not None and not pending.future.done():
+                pending.worker.outstanding -= 1  # cancelled while a worker holds it
+
+    # -- dispatch ----------------------------------------------------------
+    def _dispatch(self, pending: _Pending) -> bool:
+        """Write the task to the least-loaded ready worker; False if all are full."""
+        frame = pending.task.frame()
+        ready = (h for h in self.supervisor.workers.values() if h.ready)
+        workers = sorted(ready, key=lambda h: h.outstanding)
+        for handle in workers:
+            try:
+                handle.requests.put(frame)
+            except RingFullError:
+                continue
+            except RecordTooLargeError:
+                raise RequestError(413, "image is too large for the server's shared-memory buffers") from None
+            handle.outstanding += 1
+            pending.worker = handle
+            handle.bell.ring()
+            return True
+        return False
+
+    def _flush_backlog(self) -> None:
+        while self._backlog:
+            pending = self._backlog[0]
+            if pending.future.done():
+                self._backlog.popleft()
+                continue
+            try:
+                if not self._dispatch(pending):
+                    return
+            except RequestError as exc:
+                pending.future.set_exception(exc)
+            self._backlog.popleft()
+
+    # -- callbacks from the loop and the supervisor -------------------------
+    def _collect(self, handle: WorkerHandle) -> None:
+        """The worker's reply doorbell rang: read every outcome it wrote."""
+        if not handle.reply.drain():
+            asyncio.get_running_loop().remove_reader(handle.reply.read_fd)
+        self._take_outcomes(handle)
+        self._flush_backlog()
+
+    def _take_outcomes(self, handle: WorkerHandle) -> None:
+        while (record := handle.responses.get()) is not None:
+            outcome = Outcome.parse(record)
+            pending = self._pending.get(outcome.request_id)
+            if pending is None or pending.worker is not handle or pending.future.done():
+                continue  # its request timed out, or was retried elsewhere
+            handle.outstanding -= 1
+            pending.future.set_result(outcome)
+
+    def _worker_ready(self, handle: WorkerHandle) -> None:
+        asyncio.get_running_loop().add_reader(handle.reply.read_fd, self._collect, handle)
+        self._flush_backlog()
+
+    def _worker_lost(self, handle: WorkerHandle) -> None:
+        """Keep what the worker finished; send the rest back for one retry."""
+        if handle.reply.read_fd >= 0:
+            asyncio.get_running_loop().remove_reader(handle.reply.read_fd)
+            self._take_outcomes(handle)
+        for pending in list(self._pending.values()):
+            if pending.worker is handle and not pending.future.done():
+                pending.worker = None
+                pending.future.set_exception(WorkerLostError())
+        handle.outstanding = 0
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait (bounded) until every admitted request has been answered."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.admitted and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)

@@ -1,0 +1,106 @@
+"""Bringing a server up and down: model, socket, workers, HTTP, signals.
+
+Order matters for the user: the port is claimed first (a busy port fails in
+a second, not after loading models), then the model is found or built,
+then workers load it, and only then does HTTP start answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from pxserve.frontend.app import create_app
+from pxserve.frontend.engine_client import EngineClient
+from pxserve.frontend.placement import Placement
+from pxserve.frontend.supervisor import Supervisor
+from pxserve.shared.config import ConfigError
+from pxserve.shared.model_dir import ModelDir
+from pxserve.shared.pipelines import Pipeline
+
+log = logging.getLogger("pxserve")
+
+DRAIN_GRACE_S = 30.0
+
+
+class ServeError(RuntimeError):
+    """A startup failure to report in one line."""
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str
+    port: int
+    use_hpip: bool
+    log_level: str
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family, backlog=1024, reuse_port=False)
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def prepare_model(pipeline: Pipeline) -> ModelDir:
+    """Find the model directory, building an embedded model on first use."""
+    name, directory = pipeline.model_source()
+    if directory is None:
+        builder = importlib.import_module(pipeline.embedded_models[name])
+        directory = builder.model_dir()
+        if not builder.is_cached():
+            log.info("building the embedded model %s into %s (first start only)", name, directory)
+            result = subprocess.run([sys.executable, "-m", builder.__name__, str(directory)], check=False)
+            if result.returncode != 0:
+                raise ServeError(f"could not build the embedded model {name} (exit {result.returncode})")
+    try:
+        return ModelDir.load(Path(directory))
+    except Exception as exc:
+        raise ConfigError(f"model {name}: {exc}") from None
+
+
+async def serve(
+    pipeline: Pipeline, model: ModelDir, plan: list[Placement], sock: socket.socket, options: ServerOptions
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    supervisor = Supervisor(pipeline.config, str(model.path), plan, options.use_hpip, options.log_level)
+    engine = EngineClient(supervisor, pipeline.config.Serving)
+    runner: web.AppRunner | None = None
+    try:
+        starting = asyncio.create_task(supervisor.start())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            log.info("interrupted while starting")
+            return
+        stopped.cancel()
+        starting.result()  # raises StartupError
+
+        runner = web.AppRunner(create_app(pipeline, engine), access_log=None, shutdown_timeout=DRAIN_GRACE_S)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        host, port = sock.getsockname()[:2]
+        log.info("Application startup complete.")
+        log.info("pxserve running on http://%s:%d (Press CTRL+C to quit)", host, port)
+        await stop.wait()
+        log.info("shutting down: draining %d in-flight request(s)", engine.admitted)
+    finally:
+        if runner is not None:
+            await runner.cleanup()  # stops accepting, waits for handlers in flight
+        await supervisor.stop()
+        log.info("stopped")

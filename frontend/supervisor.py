@@ -1,0 +1,259 @@
+"""The supervisor: spawn, watch, reap, restart and stop worker processes.
+
+It lives in the front process and is driven entirely by the event loop:
+a worker's status pipe and its process sentinel are file descriptors, so
+"worker ready", "worker failed" and "worker exited" arrive as loop
+callbacks, never by polling. Each worker slot owns its two rings; a
+restarted worker gets fresh rings, so nothing half-written survives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import multiprocess
+
+from pxserve.frontend.placement import Placement
+from pxserve.shared.config import MiB, PipelineConfig
+from pxserve.shared.messages import WorkerEvent
+from pxserve.shared.ring import Doorbell, Ring, shm_dir
+from pxserve.workers.worker import WorkerSpec, worker_main
+
+log = logging.getLogger("pxserve.supervisor")
+
+RING_PREFIX = "pxserve-"
+STOP_GRACE_S = 10.0
+# A worker that dies sooner than this after being ready is restarted after
+# a pause, so a crash loop does not eat the machine.
+RESTART_BACKOFF_S = 1.0
+
+
+class StartupError(RuntimeError):
+    """A worker could not load its model; the message says which and why."""
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """The front's view of one running worker process."""
+
+    slot: int
+    placement: Placement
+    process: Any
+    requests: Ring
+    responses: Ring
+    bell: Doorbell  # write end: wakes the worker
+    reply: Doorbell  # read end: the worker woke us
+    status: Any  # multiprocess Connection, read end
+    ready: bool = False
+    reaped: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+    outstanding: int = 0  # tasks written to the ring and not yet answered
+
+    @property
+    def name(self) -> str:
+        return f"worker {self.slot} ({self.placement.device})"
+
+
+class Supervisor:
+    """Owns the worker processes; tells its listener when one comes or goes."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        model_dir: str,
+        plan: list[Placement],
+        use_hpip: bool,
+        log_level: str = "INFO",
+    ) -> None:
+        self.config = config
+        self.model_dir = model_dir
+        self.plan = plan
+        self.use_hpip = use_hpip
+        self.log_level = log_level
+        self.workers: dict[int, WorkerHandle] = {}
+        self.restarts = 0
+        self.stopping = False
+        self._ctx = multiprocess.get_context("spawn")
+        self._generation = itertools.count()
+        self._startup: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Set by the engine client: called with a handle when it is ready / lost.
+        self.on_ready: Callable[[WorkerHandle], None] = lambda handle: None
+        self.on_lost: Callable[[WorkerHandle], None] = lambda handle: None
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        """Spawn every planned worker and wait until all have loaded the model."""
+        self._loop = asyncio.get_running_loop()
+        sweep_stale_rings()
+        self._startup = self._loop.create_future()
+        started = time.monotonic()
+        log.info("starting %d worker(s): %s", len(self.plan), ", ".join(str(p.device) for p in self.plan))
+        for slot in range(len(self.plan)):
+            self.spawn(slot)
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._startup), timeout=15.0)
+                break
+            except TimeoutError:
+                ready = sum(h.ready for h in self.workers.values())
+                log.info("still loading the model: %d of %d workers ready", ready, len(self.plan))
+        log.info("all %d workers ready in %.1f s", len(self.plan), time.monotonic() - started)
+
+    def spawn(self, slot: int) -> WorkerHandle:
+        placement = self.plan[slot]
+        serving = self.config.Serving
+        tag = f"{RING_PREFIX}{os.getpid()}-{slot}-{next(self._generation)}"
+        requests = Ring.create(f"{tag}-req", int(serving.request_ring_mb * MiB))
+        responses = Ring.create(f"{tag}-res", int(serving.response_ring_mb * MiB))
+        bell, reply = Doorbell.create(), Doorbell.create()
+        status_read, status_write = self._ctx.Pipe(duplex=False)
+        spec = WorkerSpec(
+            index=slot,
+            device=placement.device,
+            config=self.config,
+            model_dir=self.model_dir,
+            use_hpip=self.use_hpip,
+            cpu_threads=placement.cpu_threads,
+            max_batch_size=serving.max_batch_size,
+            max_queue_delay_s=placement.max_queue_delay_s,
+            request_ring=requests.path.name,
+            response_ring=responses.path.name,
+            log_level=self.log_level,
+        )
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(spec, bell.reader(), reply.writer(), status_write),
+            name=f"pxserve-worker-{slot}",
+            daemon=True,
+        )
+        process.start()
+        # Keep only our ends, so end-of-file means "the other side is gone".
+        status_write.close()
+        bell.close_reader()
+        reply.close_writer()
+        handle = WorkerHandle(slot, placement, process, requests, responses, bell, reply, status_read)
+        self.workers[slot] = handle
+        loop = self._loop or asyncio.get_running_loop()
+        loop.add_reader(status_read.fileno(), self._on_status, handle)
+        loop.add_reader(process.sentinel, self._on_exit, handle)
+        log.debug("spawned %s as pid %s", handle.name, process.pid)
+        return handle
+
+    def _on_status(self, handle: WorkerHandle) -> None:
+        try:
+            event: WorkerEvent = handle.status.recv()
+        except (EOFError, OSError):
+            self._loop.remove_reader(handle.status.fileno())  # type: ignore[union-attr]
+            return
+        if event.kind == "ready":
+            handle.ready = True
+            handle.requests.unlink()  # both sides mapped it: a crash now leaks nothing
+            handle.responses.unlink()
+            log.info(
+                "%s ready (pid %s, %.1f s)",
+                handle.name,
+                handle.process.pid,
+                time.monotonic() - handle.started_at,
+            )
+            self.on_ready(handle)
+            self._check_startup()
+        elif event.kind == "failed":
+            message = f"{handle.name} could not start: {event.detail}"
+            if self._startup is not None and not self._startup.done():
+                self._startup.set_exception(StartupError(message))
+            else:
+                log.error(message)
+
+    def _check_startup(self) -> None:
+        starting = self._startup is not None and not self._startup.done()
+        if starting and len(self.workers) == len(self.plan) and all(h.ready for h in self.workers.values()):
+            self._startup.set_result(None)  # type: ignore[union-attr]
+
+    def _on_exit(self, handle: WorkerHandle) -> None:
+        self.reap(handle)
+        if self.stopping or self.workers.get(handle.slot) is not None:
+            return
+        if self._startup is not None and not self._startup.done():
+            self._startup.set_exception(
+                StartupError(f"{handle.name} exited with code {handle.process.exitcode} while loading")
+            )
+            return
+        self.restart(handle)
+
+    def reap(self, handle: WorkerHandle) -> None:
+        """Forget an exited worker: unhook it, fail its tasks, free its rings."""
+        if handle.reaped:
+            return
+        handle.reaped = True
+        loop = self._loop
+        if loop is not None:
+            loop.remove_reader(handle.process.sentinel)
+            if not handle.status.closed:
+                loop.remove_reader(handle.status.fileno())
+        handle.process.join(timeout=0)
+        if self.workers.get(handle.slot) is handle:
+            del self.workers[handle.slot]
+        was_ready, handle.ready = handle.ready, False
+        if was_ready and not self.stopping:
+            log.warning("%s exited (code %s)", handle.name, handle.process.exitcode)
+        self.on_lost(handle)
+        handle.status.close()
+        handle.bell.close()
+        handle.reply.close()
+        for ring in (handle.requests, handle.responses):
+            ring.unlink()
+            ring.close()
+
+    def restart(self, handle: WorkerHandle) -> None:
+        self.restarts += 1
+        lived = time.monotonic() - handle.started_at
+        delay = RESTART_BACKOFF_S if lived < 5.0 else 0.0
+        log.info("restarting %s%s", handle.name, f" in {delay:.0f} s" if delay else "")
+        assert self._loop is not None
+        self._loop.call_later(delay, self._respawn, handle.slot)
+
+    def _respawn(self, slot: int) -> None:
+        if not self.stopping and slot not in self.workers:
+            self.spawn(slot)
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Ask every worker to exit (close its doorbell), then make sure."""
+        self.stopping = True
+        handles = list(self.workers.values())
+        for handle in handles:
+            handle.bell.close_writer()  # end-of-file: finish the batch in hand, exit
+        deadline = time.monotonic() + grace_s
+        for handle in handles:
+            while handle.process.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if handle.process.is_alive():  # workers ignore SIGTERM: see worker.py
+                log.warning("%s did not exit in %.0f s; killing it", handle.name, grace_s)
+                handle.process.kill()
+                handle.process.join(timeout=2)
+        for handle in handles:
+            self.reap(handle)
+
+
+def sweep_stale_rings() -> None:
+    """Remove ring files left by a pxserve front that no longer runs."""
+    for path in shm_dir().glob(f"{RING_PREFIX}*"):
+        try:
+            pid = int(path.name[len(RING_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # another user's live process

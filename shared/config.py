@@ -1,0 +1,153 @@
+"""Pipeline configuration: PaddleX 3.x YAML plus pxserve's ``Serving`` section.
+
+A pipeline is named (a file under ``pxserve/configs``) or given as a path.
+Both PaddleX forms are read: 3.x (``pipeline_name`` + ``SubModules``) and the
+older 3.0-beta form (``Global.pipeline_name`` + ``Pipeline``). The engine's
+settings live in the same file under ``Serving`` so one file describes one
+deployment. Validation is pydantic's, so a typo gets a message with its path.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
+
+Auto = Literal["auto"]
+MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A configuration problem, with a message meant for the user."""
+
+
+class ServingSettings(BaseModel):
+    """Engine settings; every one has a default that suits the machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # PaddleX's own keys
+    visualize: bool = True
+    extra: dict[str, Any] = Field(default_factory=dict)
+    # Workers: how many per device, and intra-op threads for each on CPU.
+    instances_per_device: PositiveInt | Auto = "auto"
+    cpu_threads: PositiveInt | Auto = "auto"
+    # Dynamic batching: merge up to max_batch_size waiting requests, waiting
+    # at most max_queue_delay_ms for a batch to fill (auto: 0 on CPU, 2 on GPU).
+    max_batch_size: PositiveInt = 8
+    max_queue_delay_ms: NonNegativeFloat | Auto = "auto"
+    # Admission: requests admitted but not yet answered; beyond this, 503.
+    queue_capacity: PositiveInt = 256
+    # Request limits.
+    max_body_mb: PositiveFloat = 16.0
+    request_timeout_s: PositiveFloat = 60.0
+    # Shared memory per worker.
+    request_ring_mb: PositiveFloat = 48.0
+    response_ring_mb: PositiveFloat = 16.0
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * MiB)
+
+
+class ModelSettings(BaseModel):
+    """One entry of ``SubModules`` (unknown keys are kept for the pipeline)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    module_name: str | None = None
+    model_name: str | None = None
+    model_dir: str | None = None
+    batch_size: PositiveInt | None = None
+    topk: PositiveInt | None = None
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    pipeline_name: str
+    SubModules: dict[str, ModelSettings] = Field(default_factory=dict)
+    Serving: ServingSettings = Field(default_factory=ServingSettings)
+    source: str = ""
+
+    def sub_module(self, key: str) -> ModelSettings:
+        if key in self.SubModules:
+            return self.SubModules[key]
+        if len(self.SubModules) == 1:
+            return next(iter(self.SubModules.values()))
+        raise ConfigError(f"{self.source}: SubModules has no {key!r} entry")
+
+
+def builtin_pipelines() -> list[str]:
+    """Names of the pipeline configs shipped with pxserve."""
+    folder = resources.files("pxserve.configs")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read pipeline config {path}: {exc.strerror}") from None
+        source = str(path)
+    else:
+        builtin = resources.files("pxserve.configs") / f"{name_or_path}.yaml"
+        if not builtin.is_file():
+            known = ", ".join(builtin_pipelines())
+            raise ConfigError(f"unknown pipeline {name_or_path!r}: not a file and not one of: {known}")
+        text = builtin.read_text(encoding="utf-8")
+        source = f"<builtin {name_or_path}>"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a YAML mapping")
+    return data, source
+
+
+def _from_beta_form(data: dict[str, Any]) -> dict[str, Any]:
+    """Turn PaddleX 3.0-beta ``Global``/``Pipeline`` sections into 3.x form."""
+    data = dict(data)
+    global_section = data.pop("Global", None) or {}
+    pipeline_section = dict(data.pop("Pipeline", None) or {})
+    data.setdefault("pipeline_name", global_section.get("pipeline_name"))
+    model = pipeline_section.pop("model", None)
+    if model is not None:
+        key = "model_dir" if Path(str(model)).expanduser().is_dir() else "model_name"
+        pipeline_section[key] = model
+    data.setdefault("SubModules", {"Pipeline": pipeline_section})
+    return data
+
+
+def load_pipeline_config(name_or_path: str) -> PipelineConfig:
+    data, source = _read_yaml(name_or_path)
+    if "pipeline_name" not in data and "Global" in data:
+        data = _from_beta_form(data)
+    try:
+        config = PipelineConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
+    return config
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: 'path.to.field: message'."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,171 @@
+"""The worker process: take tasks from its ring, batch, run, answer.
+
+One worker serves one device. It blocks in ``select`` on its doorbell when
+idle (no spinning), merges whatever is waiting into a batch of at most
+``max_batch_size`` (waiting up to ``max_queue_delay`` for more when the
+batch is not full), and writes one outcome per task to its response ring.
+
+The front stops a worker by closing the request doorbell: the worker sees
+end-of-file, finishes the batch in hand and exits. If the front dies, the
+same end-of-file arrives, so no worker outlives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from pxserve.shared.config import PipelineConfig
+from pxserve.shared.devices import Device
+from pxserve.shared.messages import Outcome, Task, WorkerEvent
+from pxserve.shared.ring import Doorbell, RecordTooLargeError, Ring, RingFullError
+
+log = logging.getLogger("pxserve.worker")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, sent once at spawn (small; no image data)."""
+
+    index: int
+    device: Device
+    config: PipelineConfig
+    model_dir: str
+    use_hpip: bool
+    cpu_threads: int
+    max_batch_size: int
+    max_queue_delay_s: float
+    request_ring: str
+    response_ring: str
+    log_level: str = "INFO"
+
+
+def _prepare_process(spec: WorkerSpec) -> None:
+    """Environment that must be set before any engine is imported."""
+    _ignore_stop_signals()
+    if spec.device.kind == "gpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.device.index)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(spec.cpu_threads)
+    os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ info logs
+    warnings.filterwarnings("ignore", message="No ccache found")
+    logging.basicConfig(
+        level=spec.log_level,
+        format=f"%(asctime)s %(levelname)s [worker {spec.index} {spec.device}] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _ignore_stop_signals() -> None:
+    """Ctrl-C and SIGTERM sent to the whole process group are the front's to act
+    on: it drains, then closes our doorbell. Paddle installs a noisy SIGTERM
+    handler on import, so this runs again once the engine is loaded."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, requests: Ring, responses: Ring, bell: Doorbell, reply: Doorbell):
+        from pxserve.shared.model_dir import ModelDir
+        from pxserve.shared.pipelines import get_pipeline
+        from pxserve.workers.backends import BackendOptions, create_backend
+
+        self.spec = spec
+        self.requests = requests
+        self.responses = responses
+        self.bell = bell
+        self.reply = reply
+        model = ModelDir.load(spec.model_dir)
+        backend = create_backend(model, BackendOptions(spec.device, spec.cpu_threads), spec.use_hpip)
+        self.runner = get_pipeline(spec.config).create_runner(model, backend)
+        self.front_alive = True
+
+    def _wait(self, timeout: float | None) -> None:
+        """Sleep until the doorbell rings or ``timeout`` passes."""
+        readable, _, _ = select.select([self.bell.read_fd], [], [], timeout)
+        if readable and not self.bell.drain():
+            self.front_alive = False
+
+    def next_batch(self) -> list[Task]:
+        """Block until at least one task is waiting, then gather a batch."""
+        batch: list[Task] = []
+        deadline: float | None = None
+        while len(batch) < self.spec.max_batch_size:
+            record = self.requests.get()
+            if record is not None:
+                batch.append(Task.parse(record))
+                if deadline is None:
+                    deadline = time.monotonic() + self.spec.max_queue_delay_s
+                continue
+            if not self.front_alive:
+                break
+            if not batch:
+                self._wait(None)
+                continue
+            remaining = deadline - time.monotonic() if deadline is not None else 0.0
+            if remaining <= 0:
+                break
+            self._wait(remaining)
+        return batch
+
+    def answer(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            try:
+                self._put(outcome)
+            except RecordTooLargeError:
+                self._put(Outcome.failure(outcome.request_id, 500, "result too large for the response ring"))
+        self.reply.ring()
+
+    def _put(self, outcome: Outcome) -> None:
+        while True:
+            try:
+                self.responses.put(outcome.frame())
+                return
+            except RingFullError:
+                # The front drains continuously; only a stalled front gets here.
+                self.reply.ring()
+                time.sleep(0.001)
+
+    def serve(self) -> None:
+        while True:
+            batch = self.next_batch()
+            if not batch:
+                return  # front closed our doorbell: shut down
+            started = time.perf_counter()
+            try:
+                outcomes = self.runner.run(batch)
+            except Exception:
+                log.exception("batch of %d failed", len(batch))
+                outcomes = [Outcome.failure(t.request_id, 500, "inference failed") for t in batch]
+            log.debug("batch size %d in %.1f ms", len(batch), (time.perf_counter() - started) * 1e3)
+            self.answer(outcomes)
+
+
+def worker_main(spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any) -> int:
+    """Process entry point (spawned by the supervisor)."""
+    _prepare_process(spec)
+    requests = Ring.attach(spec.request_ring)
+    responses = Ring.attach(spec.response_ring)
+    try:
+        worker = Worker(spec, requests, responses, bell, reply)
+    except Exception as exc:  # report why, in one line, to the front
+        log.debug("startup failed", exc_info=True)
+        status.send(WorkerEvent("failed", spec.index, f"{type(exc).__name__}: {exc}"))
+        return 1
+    _ignore_stop_signals()
+    status.send(WorkerEvent("ready", spec.index))
+    try:
+        worker.serve()
+    finally:
+        requests.close()
+        responses.close()
+    return 0
