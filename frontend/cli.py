@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if args.serial_number or args.update_license:
         log.info("pxserve needs no licence: --serial_number/--update_license are accepted and ignored")
     parse_hpi_config(args.hpi_config)
-    if not 0 < args.port < 65536:
-        raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+    if not 0 <= args.port < 65536:  # 0: any free port (the log says which)
+        raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
 
     config = load_pipeline_config(args.pipeline)
     pipeline = get_pipeline(config)

@@ -45,11 +45,17 @@ class ServerOptions:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
+    """Claim the port now; listening starts only when workers are ready, so
+    no client connects to a server that cannot answer yet."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        return socket.create_server((host, port), family=family, backlog=1024, reuse_port=False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
     except OSError as exc:
+        sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def prepare_model(pipeline: Pipeline) -> ModelDir:

@@ -1,0 +1,105 @@
+"""Pipeline configs: PaddleX 3.x and 3.0-beta forms, Serving settings, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pxserve.frontend.placement import plan_workers
+from pxserve.shared.config import ConfigError, ServingSettings, builtin_pipelines, load_pipeline_config
+from pxserve.shared.devices import Device, DeviceError, parse_devices, usable_cpu_count
+from pxserve.shared.pipelines import get_pipeline
+
+
+def test_builtin_pipeline_by_name() -> None:
+    assert "image_classification" in builtin_pipelines()
+    config = load_pipeline_config("image_classification")
+    assert config.pipeline_name == "image_classification"
+    assert config.sub_module("ImageClassification").model_name == "EfficientNet-Lite0"
+    assert config.Serving.visualize is True and config.Serving.max_batch_size == 8
+    pipeline = get_pipeline(config)
+    assert pipeline.route == "/image-classification"
+    assert pipeline.model_source() == ("EfficientNet-Lite0", None)
+
+
+def test_paddlex_3x_file_with_model_dir(tmp_path: Path) -> None:
+    path = tmp_path / "cls.yaml"
+    path.write_text(
+        "pipeline_name: image_classification\n"
+        "SubModules:\n  ImageClassification:\n    module_name: image_classification\n"
+        "    model_name: PP-LCNet_x1_0\n    model_dir: /models/lcnet\n    batch_size: 4\n    topk: 3\n"
+        "Serving:\n  visualize: false\n  max_batch_size: 16\n  max_queue_delay_ms: 5\n"
+    )
+    config = load_pipeline_config(str(path))
+    assert config.sub_module("ImageClassification").topk == 3
+    assert config.Serving.max_batch_size == 16 and config.Serving.visualize is False
+    assert get_pipeline(config).model_source() == ("PP-LCNet_x1_0", Path("/models/lcnet"))
+
+
+def test_older_beta_form_is_understood(tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    path = tmp_path / "beta.yaml"
+    path.write_text(
+        f"Global:\n  pipeline_name: image_classification\nPipeline:\n  model: {model_dir}\n  batch_size: 2\n"
+    )
+    config = load_pipeline_config(str(path))
+    settings = get_pipeline(config).model_settings
+    assert settings.model_dir == str(model_dir) and settings.batch_size == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("pipeline_name: [unclosed", "not valid YAML"),
+        ("- a list", "must be a YAML mapping"),
+        ("SubModules: {}", "pipeline_name: Field required"),
+        ("pipeline_name: image_classification\nServing: {max_batch_size: 0}", "Serving.max_batch_size"),
+        ("pipeline_name: image_classification\nServing: {max_batchsize: 4}", "Serving.max_batchsize: Extra"),
+    ],
+)
+def test_bad_files_give_one_clear_message(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_pipeline_config(str(path))
+
+
+def test_unknown_names_and_models_are_explained(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown pipeline 'nope'.*image_classification"):
+        load_pipeline_config("nope")
+    with pytest.raises(ConfigError, match=r"cannot read pipeline config"):
+        load_pipeline_config(str(tmp_path / "missing.yaml"))
+    path = tmp_path / "other.yaml"
+    path.write_text("pipeline_name: object_detection\n")
+    with pytest.raises(ConfigError, match=r"not served by pxserve"):
+        get_pipeline(load_pipeline_config(str(path)))
+    path.write_text(
+        "pipeline_name: image_classification\n"
+        "SubModules:\n  ImageClassification: {model_name: PP-LCNet_x1_0}\n"
+    )
+    with pytest.raises(ConfigError, match=r"not embedded.*model_dir"):
+        get_pipeline(load_pipeline_config(str(path))).model_source()
+
+
+def test_device_specs() -> None:
+    assert parse_devices("cpu") == [Device("cpu")]
+    assert parse_devices("gpu:0,1") == [Device("gpu", 0), Device("gpu", 1)]
+    assert str(parse_devices("GPU:3")[0]) == "gpu:3"
+    for bad in ("tpu", "gpu:a", "gpu:1,1", "gpu:-1"):
+        with pytest.raises(DeviceError):
+            parse_devices(bad)
+
+
+def test_cpu_plan_never_oversubscribes_cores() -> None:
+    cores = usable_cpu_count()
+    plan = plan_workers([Device("cpu")], ServingSettings())
+    assert 1 <= len(plan) <= cores
+    assert sum(p.cpu_threads for p in plan) <= cores
+    assert all(p.max_queue_delay_s == 0.0 for p in plan)
+    explicit = plan_workers([Device("cpu")], ServingSettings(instances_per_device=3, cpu_threads=2))
+    assert [(p.cpu_threads) for p in explicit] == [2, 2, 2]
+    gpus = plan_workers([Device("gpu", 0), Device("gpu", 1)], ServingSettings(instances_per_device=2))
+    assert [str(p.device) for p in gpus] == ["gpu:0", "gpu:0", "gpu:1", "gpu:1"]
+    assert all(p.max_queue_delay_s > 0 for p in gpus)

@@ -1,0 +1,179 @@
+"""The HTTP API as PaddleX clients see it, against a real server and a real model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import (
+    Server,
+    file_b64,
+    image_b64,
+    solid,
+    start_server,
+    stop_and_check_clean,
+    write_config,
+)
+from PIL import Image
+
+COLORS = {"red": (210, 40, 30), "green": (30, 190, 60), "blue": (40, 50, 220)}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path, work_dir: Path, cache_dir: Path) -> Server:
+    config = write_config(
+        work_dir,
+        tiny_model_dir,
+        serving={"instances_per_device": 2, "max_batch_size": 8, "max_body_mb": 1, "visualize": True},
+    )
+    running = start_server(config, work_dir, "--log-level", "DEBUG")
+    yield running
+    stop_and_check_clean(running)
+
+
+def assert_envelope_error(response: requests.Response, status: int, pattern: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"logId", "errorCode", "errorMsg"}
+    assert body["errorCode"] == status
+    assert re.search(pattern, body["errorMsg"]), body["errorMsg"]
+    return body
+
+
+def test_health_has_paddlex_shape(server: Server) -> None:
+    response = requests.get(f"{server.url}/health", timeout=5)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["errorCode"] == 0 and body["errorMsg"] == "Healthy"
+    assert re.fullmatch(r"[0-9a-f-]{36}", body["logId"])
+
+
+def test_paddlex_documented_client_gets_the_right_class(server: Server) -> None:
+    for name, color in COLORS.items():
+        payload = {"image": image_b64(solid(color))}
+        response = requests.post(f"{server.url}/image-classification", json=payload, timeout=30)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["errorCode"] == 0 and body["errorMsg"] == "Success"
+        categories = body["result"]["categories"]
+        assert categories[0]["name"] == name
+        assert categories[0]["id"] == list(COLORS).index(name)
+        assert [c["score"] for c in categories] == sorted((c["score"] for c in categories), reverse=True)
+
+
+def test_topk_and_older_inference_params(server: Server) -> None:
+    image = image_b64(solid(COLORS["blue"]))
+    assert len(server.classify({"image": image, "topk": 2}).json()["result"]["categories"]) == 2
+    older = server.classify({"image": image, "inferenceParams": {"topK": 1}}).json()["result"]
+    assert [c["name"] for c in older["categories"]] == ["blue"]
+    # A topk larger than the number of classes returns every class.
+    assert len(server.classify({"image": image, "topk": 50}).json()["result"]["categories"]) == 3
+
+
+def test_visualize_returns_a_jpeg_of_the_input_or_null(server: Server) -> None:
+    image = solid(COLORS["green"], size=(80, 60))
+    shown = server.classify({"image": image_b64(image)}).json()["result"]["image"]  # config default: on
+    rendered = Image.open(io.BytesIO(base64.b64decode(shown)))
+    assert rendered.format == "JPEG" and rendered.size == (80, 60)
+    hidden = server.classify({"image": image_b64(image), "visualize": False}).json()["result"]
+    assert hidden["image"] is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "pattern"),
+    [
+        ({}, r"^image: Field required"),
+        ({"image": ""}, r"^image: must not be empty"),
+        ({"image": "not base64!"}, r"^image: is not valid Base64"),
+        ({"image": 42}, r"^image: Input should be a valid string"),
+        ({"image": "aGVsbG8gd29ybGQ="}, r"^image: the data is not an image"),
+        ({"image": "https://example.com/cat.jpg"}, r"URL inputs are disabled"),
+        ({"image": "aGVsbG8=", "topk": 0}, r"^topk: Input should be greater than 0"),
+        ({"image": "aGVsbG8=", "topk": "3"}, r"^topk: Input should be a valid integer"),
+        ({"image": "aGVsbG8=", "topk": True}, r"^topk: Input should be a valid integer"),
+        ({"image": "aGVsbG8=", "visualize": "yes"}, r"^visualize: Input should be a valid boolean"),
+        ({"image": "aGVsbG8=", "inferenceParams": {"topK": -1}}, r"^inferenceParams.topK: "),
+    ],
+)
+def test_invalid_requests_get_422_with_the_field(server: Server, payload: dict, pattern: str) -> None:
+    assert_envelope_error(server.classify(payload), 422, pattern)
+
+
+def test_truncated_image_is_a_clean_422(server: Server) -> None:
+    data = base64.b64decode(image_b64(solid(COLORS["red"], size=(64, 64))))
+    truncated = base64.b64encode(data[: len(data) // 2]).decode()
+    assert_envelope_error(
+        server.classify({"image": truncated}), 422, r"^image: the image could not be decoded"
+    )
+
+
+def test_malformed_bodies_and_unknown_routes_stay_in_the_envelope(server: Server) -> None:
+    url = f"{server.url}/image-classification"
+    assert_envelope_error(requests.post(url, data=b"{not json", timeout=5), 422, "not valid JSON")
+    assert_envelope_error(requests.post(url, json=[1, 2], timeout=5), 422, "must be a JSON object")
+    assert_envelope_error(requests.get(f"{server.url}/nope", timeout=5), 404, "Not Found")
+    assert_envelope_error(requests.get(url, timeout=5), 405, "Method Not Allowed")
+
+
+def test_body_over_the_limit_is_413(server: Server) -> None:
+    huge = {"image": "A" * (1024 * 1024 + 10)}  # config: max_body_mb 1
+    assert_envelope_error(server.classify(huge), 413, "larger than the limit")
+
+
+def test_base64_wrapped_in_lines_and_other_formats_work(server: Server) -> None:
+    png = image_b64(solid(COLORS["red"]).convert("P"), "PNG")
+    wrapped = "\n".join(png[i : i + 76] for i in range(0, len(png), 76))
+    assert server.classify({"image": wrapped}).json()["result"]["categories"][0]["name"] == "red"
+    gray = image_b64(Image.new("L", (40, 40), 128), "BMP")
+    assert server.classify({"image": gray}).status_code == 200
+    rgba = image_b64(Image.new("RGBA", (40, 40), (*COLORS["green"], 255)), "PNG")
+    assert server.classify({"image": rgba}).json()["result"]["categories"][0]["name"] == "green"
+
+
+def test_exif_orientation_is_applied(server: Server) -> None:
+    # Left half red, right half blue; stored rotated with an EXIF tag saying so.
+    image = Image.new("RGB", (64, 32), COLORS["red"])
+    image.paste(Image.new("RGB", (32, 32), COLORS["blue"]), (32, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    response = server.classify({"image": image_b64(image, exif=exif.tobytes())})
+    assert response.status_code == 200
+    # The model sees the upright image; centre-cropping keeps both halves.
+    assert {c["name"] for c in response.json()["result"]["categories"][:2]} == {"red", "blue"}
+
+
+def test_concurrent_requests_each_get_their_own_answer_and_are_batched(server: Server) -> None:
+    names = [list(COLORS)[i % 3] for i in range(96)]
+    payloads = {name: image_b64(solid(color)) for name, color in COLORS.items()}
+
+    def ask(name: str) -> str:
+        response = server.classify({"image": payloads[name], "topk": 1})
+        assert response.status_code == 200, response.text
+        return response.json()["result"]["categories"][0]["name"]
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(ask, names))
+    assert answers == names  # no request ever receives another's result
+    sizes = [int(n) for n in re.findall(r"batch size (\d+)", server.logs())]
+    assert sizes and max(sizes) > 1, "concurrent requests were never merged into a batch"
+
+
+def test_real_photo_file_round_trip(server: Server) -> None:
+    response = server.classify({"image": file_b64(Path(__file__).parent / "data" / "coffee.jpg")})
+    assert response.status_code == 200
+    assert len(response.json()["result"]["categories"]) == 3
+
+
+def test_server_started_without_visualize_default(tiny_model_dir: Path, work_dir: Path) -> None:
+    config = write_config(work_dir, tiny_model_dir, serving={"visualize": False, "instances_per_device": 1})
+    other = start_server(config, work_dir)
+    try:
+        result = other.classify({"image": image_b64(solid(COLORS["red"]))}).json()["result"]
+        assert result["image"] is None
+    finally:
+        stop_and_check_clean(other)

@@ -1,0 +1,163 @@
+"""Startup errors, process layout, idle cost, shutdown and worker faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import (
+    Server,
+    image_b64,
+    ring_files,
+    solid,
+    start_server,
+    stop_and_check_clean,
+    wait_until,
+    write_config,
+)
+
+from pxserve.shared.devices import gpu_usable
+
+RED = image_b64(solid((220, 30, 30)))
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pxserve", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, pattern: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("pxserve: error:")]
+    assert len(errors) == 1, result.stderr
+    assert pattern in errors[0], errors[0]
+
+
+def test_startup_errors_are_one_clear_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    assert_one_line_error(run_cli("--serve", "--pipeline", "nope", cwd=tmp_path), "unknown pipeline 'nope'")
+    assert_one_line_error(run_cli("--pipeline", "image_classification", cwd=tmp_path), "pass --serve")
+    missing = write_config(tmp_path, tmp_path / "no-such-model")
+    assert_one_line_error(
+        run_cli("--serve", "--pipeline", str(missing), "--device", "cpu", "--port", "0", cwd=tmp_path),
+        "does not exist",
+    )
+    bad_hpi = run_cli("--serve", "--pipeline", "image_classification", "--hpi_config", "{oops", cwd=tmp_path)
+    assert_one_line_error(bad_hpi, "--hpi_config must be a Python dict literal")
+    unreadable = run_cli("--serve", "--pipeline", str(tmp_path / "absent.yaml"), cwd=tmp_path)
+    assert_one_line_error(unreadable, "cannot read pipeline config")
+
+
+def test_busy_port_fails_fast_and_licence_flags_are_accepted(tmp_path: Path, tiny_model_dir: Path) -> None:
+    config = write_config(tmp_path, tiny_model_dir)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        result = run_cli(
+            "--serve", "--pipeline", str(config), "--host", "127.0.0.1", "--port", str(port),
+            "--device", "cpu", "--serial_number", "ABC", "--update_license", cwd=tmp_path,
+        )  # fmt: skip
+    assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}")
+    assert time.monotonic() - started < 60  # before any model loads
+    assert "needs no licence" in result.stderr
+
+
+@pytest.mark.skipif(gpu_usable(False), reason="this machine has a usable GPU")
+def test_asking_for_a_gpu_without_one_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+    config = write_config(tmp_path, tiny_model_dir)
+    result = run_cli("--serve", "--pipeline", str(config), "--device", "gpu:0", cwd=tmp_path)
+    assert_one_line_error(result, "no usable GPU")
+
+
+@pytest.fixture
+def server(tiny_model_dir: Path, tmp_path: Path) -> Server:
+    config = write_config(tmp_path, tiny_model_dir, serving={"instances_per_device": 2})
+    running = start_server(config, tmp_path)
+    yield running
+    if not running.stopped:
+        stop_and_check_clean(running)
+
+
+def maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_front_never_loads_an_engine_and_workers_do(server: Server) -> None:
+    assert server.classify({"image": RED}).status_code == 200
+    front = maps(server.pid)
+    assert "paddle" not in front and "onnxruntime" not in front
+    workers = server.workers()
+    assert len(workers) == 2
+    assert all("libpaddle" in maps(pid) for pid in workers)
+
+
+def test_idle_server_uses_no_cpu(server: Server) -> None:
+    assert server.classify({"image": RED}).status_code == 200
+    pids = [server.pid, *server.workers()]
+    before = sum(cpu_seconds(pid) for pid in pids)
+    time.sleep(3.0)  # measuring idleness over a fixed window is the point here
+    used = sum(cpu_seconds(pid) for pid in pids) - before
+    assert used < 0.15, f"idle server used {used:.2f} CPU-seconds in 3 s"
+
+
+def test_sigterm_drains_in_flight_requests_and_leaves_nothing(server: Server) -> None:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futures = [pool.submit(server.classify, {"image": RED}) for _ in range(32)]
+        wait_until(lambda: "batch" in server.logs() or any(f.done() for f in futures), 30, "work to start")
+        workers = server.workers()
+        server.process.send_signal(signal.SIGTERM)
+        statuses = []
+        for future in futures:
+            try:
+                statuses.append(future.result().status_code)
+            except Exception:  # refused after the listener closed: never admitted
+                statuses.append(None)
+    assert server.process.wait(timeout=60) == 0
+    server.stopped = True
+    assert all(status in (200, None) for status in statuses), statuses
+    assert statuses.count(200) >= 1
+    wait_until(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), 15, "workers to exit")
+    assert ring_files(server.pid) == []
+
+
+def test_ctrl_c_stops_cleanly(server: Server) -> None:
+    workers = server.workers()
+    assert server.stop(signal.SIGINT) == 0
+    assert "stopped" in server.logs()
+    wait_until(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), 15, "workers to exit")
+
+
+def test_killed_worker_is_replaced_and_service_continues(server: Server) -> None:
+    victim = server.workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: len([w for w in server.workers() if w != victim]) == 2, 60, "a replacement worker")
+    wait_until(lambda: server.logs().count(" ready (pid") >= 3, 60, "the replacement to load its model")
+    for _ in range(6):
+        response = server.classify({"image": RED})
+        assert response.status_code == 200
+        assert response.json()["result"]["categories"][0]["name"] == "red"
+    assert "exited" in server.logs() and "restarting worker" in server.logs()
+
+
+def test_workers_exit_when_the_front_dies(server: Server) -> None:
+    workers = server.workers()
+    assert workers
+    server.process.kill()
+    server.process.wait(timeout=30)
+    server.stopped = True
+    wait_until(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), 30, "orphaned workers to exit")

@@ -1,0 +1,124 @@
+"""The ring protocol and the message framing that rides on it."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections import deque
+
+import multiprocess
+import pytest
+
+from pxserve.shared.messages import Outcome, Task
+from pxserve.shared.ring import Doorbell, RecordTooLargeError, Ring, RingFullError
+
+
+@pytest.fixture
+def ring():
+    created = Ring.create(f"pxserve-test-{uuid.uuid4().hex}", 4096)
+    yield created
+    created.unlink()
+    created.close()
+
+
+def test_records_come_out_in_order_and_intact(ring: Ring) -> None:
+    ring.put([b"hello"])
+    ring.put([b"a", b"bc", memoryview(b"def")])
+    assert ring.get() == b"hello"
+    assert ring.get() == b"abcdef"
+    assert ring.get() is None
+
+
+def test_full_ring_refuses_then_accepts_after_a_read(ring: Ring) -> None:
+    payload = b"x" * 1000
+    written = 0
+    with pytest.raises(RingFullError):
+        while True:
+            ring.put([payload])
+            written += 1
+    assert written == 4  # 4 x 1008 bytes fit in 4096
+    assert ring.get() == payload
+    ring.put([payload])  # room again
+
+
+def test_a_record_that_can_never_fit_is_rejected(ring: Ring) -> None:
+    with pytest.raises(RecordTooLargeError):
+        ring.put([b"x" * ring.capacity])
+
+
+def test_wraparound_matches_a_reference_queue(ring: Ring) -> None:
+    """Random sizes and interleavings: the ring behaves like a FIFO queue."""
+    rng = random.Random(1234)
+    model: deque[bytes] = deque()
+    for step in range(5000):
+        if rng.random() < 0.55:
+            record = os.urandom(rng.randint(0, 700))
+            try:
+                ring.put([record[:3], record[3:]])
+                model.append(record)
+            except RingFullError:
+                assert model, "an empty ring must accept any record within max_payload"
+        else:
+            assert ring.get() == (model.popleft() if model else None), f"step {step}"
+    while model:
+        assert ring.get() == model.popleft()
+    assert ring.get() is None and ring.used() == 0
+
+
+def _echo_consumer(name: str, bell: Doorbell, count: int, queue) -> None:
+    ring = Ring.attach(name)
+    seen = []
+    import select
+
+    while len(seen) < count:
+        select.select([bell.read_fd], [], [], 5)
+        bell.drain()
+        while (record := ring.get()) is not None:
+            seen.append(Task.parse(record).request_id)
+    queue.put(seen)
+    ring.close()
+
+
+def test_another_process_reads_what_this_one_writes() -> None:
+    ring = Ring.create(f"pxserve-test-{uuid.uuid4().hex}", 1 << 16)
+    bell = Doorbell.create()
+    ctx = multiprocess.get_context("spawn")
+    queue = ctx.Queue()
+    consumer = ctx.Process(target=_echo_consumer, args=(ring.path.name, bell.reader(), 500, queue))
+    consumer.start()
+    try:
+        sent = 0
+        while sent < 500:
+            try:
+                ring.put(Task(sent, {"topk": 1}, os.urandom(300)).frame())
+                sent += 1
+                bell.ring()
+            except RingFullError:
+                pass
+        assert queue.get(timeout=60) == list(range(500))
+    finally:
+        consumer.join(timeout=10)
+        ring.unlink()
+        ring.close()
+        bell.close()
+    assert consumer.exitcode == 0
+
+
+def test_doorbell_reports_when_the_writer_is_gone() -> None:
+    bell = Doorbell.create()
+    bell.ring()
+    assert bell.drain() is True
+    bell.close_writer()
+    assert bell.drain() is False
+    bell.close()
+
+
+def test_task_and_outcome_round_trip() -> None:
+    task = Task(2**40, {"topk": 3, "visualize": True}, b"\xff\xd8image")
+    parsed = Task.parse(b"".join(task.frame()))
+    assert (parsed.request_id, parsed.params, bytes(parsed.image)) == (2**40, task.params, b"\xff\xd8image")
+    ok = Outcome.success(7, {"categories": [{"id": 1, "name": "x", "score": 0.5}], "image": None})
+    assert Outcome.parse(b"".join(ok.frame())) == ok and ok.ok
+    bad = Outcome.failure(8, 422, "image: nope")
+    assert Outcome.parse(b"".join(bad.frame())).message == "image: nope"

@@ -1,0 +1,68 @@
+"""A tiny real Paddle classifier the tests export in about a second.
+
+It answers a question a test can check: which colour channel dominates the
+image (red, green or blue). A seeded random 1x1 convolution feeds a fixed
+readout, so the network is genuine Paddle Inference work (conv, pool,
+linear, softmax) with a known answer, not a mock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+LABELS = ["red", "green", "blue"]
+INPUT_SIZE = 32
+
+
+def inference_spec(model_name: str = "TinyColorNet") -> dict:
+    return {
+        "Global": {"model_name": model_name},
+        "PreProcess": {
+            "transform_ops": [
+                {"ResizeImage": {"resize_short": 36}},
+                {"CropImage": {"size": INPUT_SIZE}},
+                {"NormalizeImage": {"scale": "1./255.", "mean": [0, 0, 0], "std": [1, 1, 1], "order": ""}},
+                {"ToCHWImage": None},
+            ]
+        },
+        "PostProcess": {"Topk": {"topk": 3, "label_list": LABELS}},
+    }
+
+
+def build(target: Path, seed: int = 7) -> Path:
+    """Export the model to ``target`` as a PaddleX model directory."""
+    import paddle
+    from paddle import nn
+
+    paddle.seed(seed)
+    rng = np.random.default_rng(seed)
+
+    class TinyColorNet(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mix = nn.Conv2D(3, 8, 1)
+            self.pool = nn.AdaptiveAvgPool2D(1)
+            self.readout = nn.Linear(8, 3)
+
+        def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+            x = self.pool(self.mix(x)).flatten(1)
+            return nn.functional.softmax(self.readout(x) * 20.0, axis=-1)
+
+    net = TinyColorNet()
+    # A mixing matrix with a known left inverse, so the readout recovers the
+    # mean colour exactly: readout(mix(x)) = mean RGB of x.
+    mix = rng.normal(size=(8, 3)).astype(np.float32)
+    net.mix.weight.set_value(mix.reshape(8, 3, 1, 1))
+    net.mix.bias.set_value(np.zeros(8, np.float32))
+    net.readout.weight.set_value(np.linalg.pinv(mix).T.astype(np.float32))
+    net.readout.bias.set_value(np.zeros(3, np.float32))
+    net.eval()
+
+    target.mkdir(parents=True, exist_ok=True)
+    spec = paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32", "x")
+    paddle.jit.save(net, str(target / "inference"), input_spec=[spec])
+    (target / "inference.yml").write_text(yaml.safe_dump(inference_spec(), sort_keys=False))
+    return target
