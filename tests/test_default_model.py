@@ -97,7 +97,7 @@ def test_paddle_inference_matches_independent_numpy_reference(
     served = backend.infer(batch)
     for row, image in zip(served, batch, strict=True):
         expected = reference.softmax(reference.logits(image, weights))
-        assert np.abs(row - expected).max() < 1e-4
+        assert np.abs(row - expected).max() < 1e-5  # measured: < 1e-6
         assert list(np.argsort(-row)[:5]) == list(np.argsort(-expected)[:5])
 
 
