@@ -167,10 +167,13 @@ class Supervisor:
             self._check_startup()
         elif event.kind == "failed":
             message = f"{handle.name} could not start: {event.detail}"
-            if self._startup is not None and not self._startup.done():
-                self._startup.set_exception(StartupError(message))
+            startup = self._startup
+            if startup is not None and not startup.done():
+                startup.set_exception(StartupError(message))
+            elif startup is not None and startup.exception() is None:
+                log.error(message)  # a replacement worker failed; it will be retried
             else:
-                log.error(message)
+                log.debug(message)  # startup already failed on another worker
 
     def _check_startup(self) -> None:
         starting = self._startup is not None and not self._startup.done()
@@ -181,12 +184,13 @@ class Supervisor:
         self.reap(handle)
         if self.stopping or self.workers.get(handle.slot) is not None:
             return
-        if self._startup is not None and not self._startup.done():
-            self._startup.set_exception(
-                StartupError(f"{handle.name} exited with code {handle.process.exitcode} while loading")
-            )
-            return
-        self.restart(handle)
+        startup = self._startup
+        if startup is not None and not startup.done():
+            code = handle.process.exitcode
+            startup.set_exception(StartupError(f"{handle.name} exited with code {code} while loading"))
+        elif startup is not None and startup.exception() is None:
+            self.restart(handle)
+        # else: startup failed, so the server is stopping rather than healing
 
     def reap(self, handle: WorkerHandle) -> None:
         """Forget an exited worker: unhook it, fail its tasks, free its rings."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import tiny_model
 from conftest import (
     Server,
     file_b64,
@@ -167,6 +168,18 @@ def test_real_photo_file_round_trip(server: Server) -> None:
     response = server.classify({"image": file_b64(Path(__file__).parent / "data" / "coffee.jpg")})
     assert response.status_code == 200
     assert len(response.json()["result"]["categories"]) == 3
+
+
+def test_older_pdmodel_directories_are_served(work_dir: Path, tmp_path: Path) -> None:
+    model_dir = tiny_model.build_legacy(tmp_path / "legacy")
+    config = write_config(work_dir, model_dir, serving={"instances_per_device": 1})
+    legacy = start_server(config, work_dir)
+    try:
+        for name, color in COLORS.items():
+            result = legacy.classify({"image": image_b64(solid(color))}).json()["result"]
+            assert result["categories"][0]["name"] == name
+    finally:
+        stop_and_check_clean(legacy)
 
 
 def test_server_started_without_visualize_default(tiny_model_dir: Path, work_dir: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     Server,
+    children_of,
     image_b64,
     ring_files,
     solid,
@@ -70,6 +73,24 @@ def test_busy_port_fails_fast_and_licence_flags_are_accepted(tmp_path: Path, tin
     assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}")
     assert time.monotonic() - started < 60  # before any model loads
     assert "needs no licence" in result.stderr
+
+
+def test_a_model_that_cannot_load_stops_startup_cleanly(tmp_path: Path, tiny_model_dir: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "inference.pdiparams").write_bytes(b"not weights")
+    config = write_config(tmp_path, broken, serving={"instances_per_device": 2})
+    server = start_server(config, tmp_path, wait=False)
+    code = server.process.wait(timeout=120)
+    logs = server.logs()
+    assert code == 1, logs
+    assert "Traceback" not in logs
+    assert re.search(
+        r"pxserve: error: worker \d \(cpu\) could not start: .*Paddle Inference could not load", logs
+    )
+    assert "restarting" not in logs
+    assert ring_files(server.pid) == []
+    wait_until(lambda: not children_of(server.pid), 15, "children to exit")
 
 
 @pytest.mark.skipif(gpu_usable(False), reason="this machine has a usable GPU")

@@ -32,6 +32,23 @@ def inference_spec(model_name: str = "TinyColorNet") -> dict:
     }
 
 
+def build_legacy(target: Path) -> Path:
+    """The same model in the older program format (inference.pdmodel).
+
+    Paddle picks the format when it is imported, so this runs in a child.
+    """
+    import os
+    import subprocess
+    import sys
+
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import tiny_model; "
+    code += f"tiny_model.build(__import__('pathlib').Path({str(target)!r}))"
+    env = {**os.environ, "FLAGS_enable_pir_api": "0"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, timeout=300)
+    assert (target / "inference.pdmodel").is_file()
+    return target
+
+
 def build(target: Path, seed: int = 7) -> Path:
     """Export the model to ``target`` as a PaddleX model directory."""
     import paddle

@@ -159,7 +159,8 @@ def worker_main(spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any) 
         worker = Worker(spec, requests, responses, bell, reply)
     except Exception as exc:  # report why, in one line, to the front
         log.debug("startup failed", exc_info=True)
-        status.send(WorkerEvent("failed", spec.index, f"{type(exc).__name__}: {exc}"))
+        first_line = (str(exc).strip().splitlines() or [""])[0]  # engines append C++ details
+        status.send(WorkerEvent("failed", spec.index, f"{type(exc).__name__}: {first_line}"))
         return 1
     _ignore_stop_signals()
     status.send(WorkerEvent("ready", spec.index))
