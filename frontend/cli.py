@@ -8,18 +8,23 @@ unusable device) ends in one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import logging
 import os
 import sys
-from typing import Any
 
 from pxserve import __version__
 from pxserve.frontend.placement import plan_workers
-from pxserve.frontend.server import ServeError, ServerOptions, bind_socket, prepare_model, serve
+from pxserve.frontend.server import (
+    ServeError,
+    ServerOptions,
+    bind_socket,
+    prepare_model,
+    prepare_onnx,
+    serve,
+)
 from pxserve.frontend.supervisor import StartupError
-from pxserve.shared.config import ConfigError, load_pipeline_config
+from pxserve.shared.config import ConfigError, load_pipeline_config, parse_hpi_config
 from pxserve.shared.devices import DeviceError, default_device, gpu_usable, parse_devices
 from pxserve.shared.pipelines import get_pipeline
 
@@ -53,18 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_hpi_config(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise ConfigError(f"--hpi_config must be a Python dict literal, got {text!r}") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"--hpi_config must be a dict, got {type(value).__name__}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     if not args.serve:
         raise ConfigError("pxserve only serves: pass --serve --pipeline NAME")
@@ -72,27 +65,30 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--pipeline is required (a name such as image_classification, or a YAML path)")
     if args.serial_number or args.update_license:
         log.info("pxserve needs no licence: --serial_number/--update_license are accepted and ignored")
-    parse_hpi_config(args.hpi_config)
+    hpi = parse_hpi_config(args.hpi_config)
+    engine = hpi.backend if args.use_hpip else "paddle"
     if not 0 <= args.port < 65536:  # 0: any free port (the log says which)
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
 
     config = load_pipeline_config(args.pipeline)
     pipeline = get_pipeline(config)
-    device_spec = args.device or default_device(args.use_hpip)
+    onnx = engine != "paddle"
+    device_spec = args.device or default_device(onnx)
     devices = parse_devices(device_spec)
-    if any(d.kind == "gpu" for d in devices) and not gpu_usable(args.use_hpip):
-        engine = "onnxruntime-gpu" if args.use_hpip else "paddlepaddle-gpu"
+    if any(d.kind == "gpu" for d in devices) and not gpu_usable(onnx):
+        package = "onnxruntime-gpu" if onnx else "paddlepaddle-gpu"
         raise DeviceError(
-            f"--device {device_spec}: no usable GPU (needs an NVIDIA driver and {engine}); use --device cpu"
+            f"--device {device_spec}: no usable GPU (needs an NVIDIA driver and {package}); use --device cpu"
         )
-    plan = plan_workers(devices, config.Serving)
+    plan = plan_workers(devices, config.Serving, cpu_threads=hpi.cpu_threads if args.use_hpip else None)
 
     sock = bind_socket(args.host, args.port)
     log.info("Started server process [%d]", os.getpid())
     try:
         model = prepare_model(pipeline)
         log.info("pipeline %s, model %s from %s", config.pipeline_name, model.model_name, model.path)
-        options = ServerOptions(args.host, args.port, args.use_hpip, args.log_level)
+        onnx_path = prepare_onnx(model) if onnx else None
+        options = ServerOptions(args.host, args.port, engine, onnx_path, args.log_level)
         asyncio.run(serve(pipeline, model, plan, sock, options))
     finally:
         sock.close()

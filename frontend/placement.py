@@ -20,8 +20,15 @@ class Placement:
     max_queue_delay_s: float
 
 
-def plan_workers(devices: list[Device], serving: ServingSettings) -> list[Placement]:
-    """One Placement per worker process, never oversubscribing CPU cores."""
+def plan_workers(
+    devices: list[Device], serving: ServingSettings, cpu_threads: int | None = None
+) -> list[Placement]:
+    """One Placement per worker process, never oversubscribing CPU cores.
+
+    ``cpu_threads`` (from ``--hpi_config``) overrides ``Serving.cpu_threads``.
+    """
+    if cpu_threads is not None:
+        serving = serving.model_copy(update={"cpu_threads": cpu_threads})
     cores = usable_cpu_count()
     plan: list[Placement] = []
     for device in devices:

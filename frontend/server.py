@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from pxserve.frontend.app import create_app
 from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.placement import Placement
 from pxserve.frontend.supervisor import Supervisor
+from pxserve.shared.cache import onnx_model_path
 from pxserve.shared.config import ConfigError
 from pxserve.shared.model_dir import ModelDir
 from pxserve.shared.pipelines import Pipeline
@@ -40,7 +42,8 @@ class ServeError(RuntimeError):
 class ServerOptions:
     host: str
     port: int
-    use_hpip: bool
+    engine: str  # "paddle", "onnxruntime" or "tensorrt"
+    onnx_path: str | None
     log_level: str
 
 
@@ -75,6 +78,37 @@ def prepare_model(pipeline: Pipeline) -> ModelDir:
         raise ConfigError(f"model {name}: {exc}") from None
 
 
+def prepare_onnx(model: ModelDir) -> str:
+    """The model as ONNX for ``--use_hpip``: from the cache, or converted now."""
+    target = onnx_model_path(model)
+    if target.is_file():
+        log.info("using the cached ONNX conversion %s", target)
+        return str(target)
+    log.info("converting %s to ONNX with paddle2onnx (first start only)", model.model_name)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pxserve.workers.onnx_convert", str(model.path), str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 or not target.is_file():
+        raise ServeError(f"--use_hpip: cannot convert {model.model_name} to ONNX: {_reason(result)}")
+    log.info("converted in %.1f s; cached at %s", time.monotonic() - started, target)
+    return str(target)
+
+
+def _reason(result: subprocess.CompletedProcess) -> str:
+    """The most telling line of a failed conversion (paddle2onnx may abort in C++)."""
+    lines = result.stderr.splitlines()
+    ours = [ln.split(": ", 3)[-1] for ln in lines if ln.startswith("pxserve: onnx:")]
+    native = [ln.split("] ")[-1] for ln in lines if "[ERROR]" in ln]
+    for found in (ours, native):
+        if found:
+            return found[-1].strip()
+    return f"paddle2onnx exited with code {result.returncode}"
+
+
 async def serve(
     pipeline: Pipeline, model: ModelDir, plan: list[Placement], sock: socket.socket, options: ServerOptions
 ) -> None:
@@ -83,7 +117,9 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    supervisor = Supervisor(pipeline.config, str(model.path), plan, options.use_hpip, options.log_level)
+    supervisor = Supervisor(
+        pipeline.config, str(model.path), plan, options.engine, options.onnx_path, options.log_level
+    )
     engine = EngineClient(supervisor, pipeline.config.Serving)
     runner: web.AppRunner | None = None
     try:

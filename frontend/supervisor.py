@@ -69,13 +69,15 @@ class Supervisor:
         config: PipelineConfig,
         model_dir: str,
         plan: list[Placement],
-        use_hpip: bool,
+        engine: str = "paddle",
+        onnx_path: str | None = None,
         log_level: str = "INFO",
     ) -> None:
         self.config = config
         self.model_dir = model_dir
         self.plan = plan
-        self.use_hpip = use_hpip
+        self.engine = engine
+        self.onnx_path = onnx_path
         self.log_level = log_level
         self.workers: dict[int, WorkerHandle] = {}
         self.restarts = 0
@@ -120,7 +122,8 @@ class Supervisor:
             device=placement.device,
             config=self.config,
             model_dir=self.model_dir,
-            use_hpip=self.use_hpip,
+            engine=self.engine,
+            onnx_path=self.onnx_path,
             cpu_threads=placement.cpu_threads,
             max_batch_size=serving.max_batch_size,
             max_queue_delay_s=placement.max_queue_delay_s,

@@ -9,6 +9,7 @@ deployment. Validation is pydantic's, so a typo gets a message with its path.
 
 from __future__ import annotations
 
+import ast
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +60,36 @@ class ServingSettings(BaseModel):
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * MiB)
+
+
+class HpiConfig(BaseModel):
+    """``--hpi_config``, in PaddleX's shape: a backend and its settings."""
+
+    model_config = ConfigDict(extra="ignore")  # PaddleX has keys we have no use for
+
+    backend: Literal["onnxruntime", "tensorrt", "paddle"] = "onnxruntime"
+    backend_config: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def cpu_threads(self) -> int | None:
+        value = self.backend_config.get("cpu_num_threads")
+        return int(value) if value else None
+
+
+def parse_hpi_config(text: str | None) -> HpiConfig:
+    """Parse a Python dict literal, as PaddleX's ``--hpi_config`` takes."""
+    if not text:
+        return HpiConfig()
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ConfigError(f"--hpi_config must be a Python dict literal, got {text!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--hpi_config must be a dict, got {type(value).__name__}")
+    try:
+        return HpiConfig.model_validate(value)
+    except ValidationError as exc:
+        raise ConfigError(f"--hpi_config: {describe_validation_error(exc)}") from None
 
 
 class ModelSettings(BaseModel):

@@ -80,25 +80,29 @@ def test_export_reports_progress_and_writes_a_paddlex_model_dir(exported: tuple[
     assert len(labels) == 1000 and labels[0].startswith("tench") and labels[967] == "espresso"
 
 
-def test_paddle_inference_matches_independent_numpy_reference(
+def test_both_engines_match_independent_numpy_reference(
     exported: tuple[Path, str], weights: dict[str, np.ndarray]
 ) -> None:
+    from test_hpip import convert
+
     from pxserve.shared.devices import Device
     from pxserve.shared.model_dir import ModelDir
-    from pxserve.workers.backends import BackendOptions, PaddleBackend
+    from pxserve.workers.backends import BackendOptions, PaddleBackend, create_backend
     from pxserve.workers.preprocess import Preprocessor, decode_image
 
     model = ModelDir.load(exported[0])
     preprocess = Preprocessor(model.transform_ops)
     backend = PaddleBackend(model, BackendOptions(Device("cpu"), cpu_threads=2))
+    onnx = create_backend(model, BackendOptions(Device("cpu"), 2, "onnxruntime", str(convert(exported[0]))))
     batch = np.stack(
         [preprocess(decode_image((DATA / n).read_bytes())) for n in ("chelsea.jpg", "coffee.jpg")]
     )
-    served = backend.infer(batch)
-    for row, image in zip(served, batch, strict=True):
+    served, onnx_served = backend.infer(batch), onnx.infer(batch)
+    for row, onnx_row, image in zip(served, onnx_served, batch, strict=True):
         expected = reference.softmax(reference.logits(image, weights))
-        assert np.abs(row - expected).max() < 1e-5  # measured: < 1e-6
-        assert list(np.argsort(-row)[:5]) == list(np.argsort(-expected)[:5])
+        for got in (row, onnx_row):  # Paddle Inference and ONNX Runtime alike
+            assert np.abs(got - expected).max() < 1e-5  # measured: < 1e-6
+            assert list(np.argsort(-got)[:5]) == list(np.argsort(-expected)[:5])
 
 
 @pytest.fixture(scope="module")

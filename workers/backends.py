@@ -1,8 +1,8 @@
 """Inference backends: one batch of float32 NCHW in, the model's first output out.
 
-Paddle Inference is the default. ``--use_hpip`` selects ONNX Runtime (the
-high-performance backend issue adds it here, under the same protocol), so
-the worker loop never knows which engine it drives.
+Paddle Inference is the default. ``--use_hpip`` selects ONNX Runtime on the
+model converted by paddle2onnx (CUDA on a GPU, optionally TensorRT), under
+the same protocol, so the worker loop never knows which engine it drives.
 """
 
 from __future__ import annotations
@@ -20,10 +20,15 @@ class BackendError(RuntimeError):
     """The backend could not load the model on the requested device."""
 
 
+ENGINES = ("paddle", "onnxruntime", "tensorrt")
+
+
 @dataclass(frozen=True, slots=True)
 class BackendOptions:
     device: Device
     cpu_threads: int = 1
+    engine: str = "paddle"  # one of ENGINES
+    onnx_path: str | None = None  # the converted model, for ONNX Runtime
 
 
 class InferenceBackend(Protocol):
@@ -66,7 +71,55 @@ class PaddleBackend:
         return self._output.copy_to_cpu()
 
 
-def create_backend(model: ModelDir, options: BackendOptions, use_hpip: bool) -> InferenceBackend:
-    if use_hpip:
-        raise BackendError("--use_hpip (ONNX Runtime) is not available in this build yet")
-    return PaddleBackend(model, options)
+class OnnxRuntimeBackend:
+    """ONNX Runtime session: CPU, CUDA (the worker's only visible card) or TensorRT."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: str, options: BackendOptions) -> None:
+        import onnxruntime as ort
+
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.intra_op_num_threads = options.cpu_threads
+        session_options.inter_op_num_threads = 1
+        # Spinning threads would keep burning the cores other workers need.
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session_options.log_severity_level = 3
+        providers = self._providers(ort.get_available_providers(), options)
+        try:
+            self._session = ort.InferenceSession(onnx_path, session_options, providers=providers)
+        except Exception as exc:
+            raise BackendError(f"ONNX Runtime could not load {onnx_path}: {exc}") from exc
+        wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        if wanted not in self._session.get_providers():
+            raise BackendError(f"ONNX Runtime could not start {wanted} (is CUDA installed and usable?)")
+        self._input = self._session.get_inputs()[0].name
+        self._output = self._session.get_outputs()[0].name
+
+    @staticmethod
+    def _providers(available: list[str], options: BackendOptions) -> list:
+        if options.device.kind != "gpu":
+            return ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" not in available:
+            raise BackendError("this ONNX Runtime has no CUDA support; install onnxruntime-gpu")
+        chain: list = [("CUDAExecutionProvider", {"device_id": 0})]
+        if options.engine == "tensorrt":
+            if "TensorrtExecutionProvider" not in available:
+                raise BackendError("this ONNX Runtime has no TensorRT support")
+            chain.insert(0, ("TensorrtExecutionProvider", {"device_id": 0}))
+        return chain
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return self._session.run([self._output], {self._input: batch})[0]
+
+
+def create_backend(model: ModelDir, options: BackendOptions) -> InferenceBackend:
+    if options.engine == "paddle":
+        return PaddleBackend(model, options)
+    if options.engine not in ENGINES:
+        raise BackendError(f"unknown engine {options.engine!r}; expected one of {', '.join(ENGINES)}")
+    if not options.onnx_path:
+        raise BackendError("ONNX Runtime needs the converted model; none was given")
+    return OnnxRuntimeBackend(options.onnx_path, options)

@@ -11,7 +11,6 @@ this module imports paddle only inside :func:`export`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -22,19 +21,12 @@ from pathlib import Path
 
 import yaml
 
+from pxserve.shared.cache import cache_root
+
 MODEL_NAME = "EfficientNet-Lite0"
 # Bump when the exported directory's contents change, so caches rebuild.
 EXPORT_VERSION = 1
 INPUT_SIZE = 224
-
-
-def cache_root() -> Path:
-    """``$PXSERVE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pxserve``, else ``~/.cache/pxserve``."""
-    explicit = os.environ.get("PXSERVE_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "pxserve"
 
 
 def model_dir() -> Path:

@@ -38,7 +38,8 @@ class WorkerSpec:
     device: Device
     config: PipelineConfig
     model_dir: str
-    use_hpip: bool
+    engine: str  # "paddle", "onnxruntime" or "tensorrt"
+    onnx_path: str | None
     cpu_threads: int
     max_batch_size: int
     max_queue_delay_s: float
@@ -85,7 +86,9 @@ class Worker:
         self.bell = bell
         self.reply = reply
         model = ModelDir.load(spec.model_dir)
-        backend = create_backend(model, BackendOptions(spec.device, spec.cpu_threads), spec.use_hpip)
+        options = BackendOptions(spec.device, spec.cpu_threads, spec.engine, spec.onnx_path)
+        backend = create_backend(model, options)
+        log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
         self.runner = get_pipeline(spec.config).create_runner(model, backend)
         self.front_alive = True
 
