@@ -11,16 +11,22 @@ from pydantic import ValidationError
 
 from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.envelope import MAX_BODY, envelope_middleware, failure, log_id_of, message, success
+from pxserve.frontend.metrics import Metrics
 from pxserve.shared.config import describe_validation_error
 from pxserve.shared.errors import RequestError
 from pxserve.shared.pipelines import Pipeline
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
 ENGINE = web.AppKey("engine", EngineClient)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 async def health(request: web.Request) -> web.Response:
     return message(log_id_of(request), 200, "Healthy")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return request.app[METRICS].render()
 
 
 async def infer(request: web.Request) -> web.Response:
@@ -43,12 +49,17 @@ async def infer(request: web.Request) -> web.Response:
     return failure(log_id_of(request), outcome.status, outcome.message)
 
 
-def create_app(pipeline: Pipeline, engine: EngineClient) -> web.Application:
+def create_app(pipeline: Pipeline, engine: EngineClient, telemetry: Metrics) -> web.Application:
     serving = pipeline.config.Serving
-    app = web.Application(client_max_size=serving.max_body_bytes, middlewares=[envelope_middleware])
+    app = web.Application(
+        client_max_size=serving.max_body_bytes,
+        middlewares=[telemetry.middleware, envelope_middleware],  # metrics see the final status
+    )
     app[PIPELINE] = pipeline
     app[ENGINE] = engine
+    app[METRICS] = telemetry
     app[MAX_BODY] = serving.max_body_bytes
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post(pipeline.route, infer)
     return app

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from pxserve.frontend.app import create_app
 from pxserve.frontend.engine_client import EngineClient
+from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.placement import Placement
 from pxserve.frontend.supervisor import Supervisor
 from pxserve.shared.cache import onnx_model_path
@@ -121,6 +122,11 @@ async def serve(
         pipeline.config, str(model.path), plan, options.engine, options.onnx_path, options.log_level
     )
     engine = EngineClient(supervisor, pipeline.config.Serving)
+    telemetry = Metrics()
+    telemetry.track_queue(lambda: engine.admitted)
+    telemetry.track_workers(lambda: sum(h.ready for h in supervisor.workers.values()))
+    supervisor.on_batch = telemetry.observe_batch
+    supervisor.on_restart = telemetry.worker_restarts.inc
     runner: web.AppRunner | None = None
     try:
         starting = asyncio.create_task(supervisor.start())
@@ -133,7 +139,9 @@ async def serve(
         stopped.cancel()
         starting.result()  # raises StartupError
 
-        runner = web.AppRunner(create_app(pipeline, engine), access_log=None, shutdown_timeout=DRAIN_GRACE_S)
+        runner = web.AppRunner(
+            create_app(pipeline, engine, telemetry), access_log=None, shutdown_timeout=DRAIN_GRACE_S
+        )
         await runner.setup()
         await web.SockSite(runner, sock).start()
         host, port = sock.getsockname()[:2]

@@ -86,9 +86,11 @@ class Supervisor:
         self._generation = itertools.count()
         self._startup: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Set by the engine client: called with a handle when it is ready / lost.
+        # Listeners: the engine client (ready, lost) and metrics (batch, restart).
         self.on_ready: Callable[[WorkerHandle], None] = lambda handle: None
         self.on_lost: Callable[[WorkerHandle], None] = lambda handle: None
+        self.on_batch: Callable[[int, float], None] = lambda size, seconds: None
+        self.on_restart: Callable[[], None] = lambda: None
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -156,7 +158,9 @@ class Supervisor:
         except (EOFError, OSError):
             self._loop.remove_reader(handle.status.fileno())  # type: ignore[union-attr]
             return
-        if event.kind == "ready":
+        if event.kind == "batch":
+            self.on_batch(event.stats["size"], event.stats["seconds"])
+        elif event.kind == "ready":
             handle.ready = True
             handle.requests.unlink()  # both sides mapped it: a crash now leaks nothing
             handle.responses.unlink()
@@ -221,6 +225,7 @@ class Supervisor:
 
     def restart(self, handle: WorkerHandle) -> None:
         self.restarts += 1
+        self.on_restart()
         lived = time.monotonic() - handle.started_at
         delay = RESTART_BACKOFF_S if lived < 5.0 else 0.0
         log.info("restarting %s%s", handle.name, f" in {delay:.0f} s" if delay else "")

@@ -160,8 +160,33 @@ def test_concurrent_requests_each_get_their_own_answer_and_are_batched(server: S
     with ThreadPoolExecutor(max_workers=32) as pool:
         answers = list(pool.map(ask, names))
     assert answers == names  # no request ever receives another's result
-    sizes = [int(n) for n in re.findall(r"batch size (\d+)", server.logs())]
+    sizes = [int(n) for n in re.findall(r"batch size (\d+)", server.logs())]  # --log-level DEBUG
     assert sizes and max(sizes) > 1, "concurrent requests were never merged into a batch"
+    batches = metric_samples(server, "pxserve_batch_size")
+    assert batches["pxserve_batch_size_sum"] >= 96
+    assert batches["pxserve_batch_size_count"] < batches["pxserve_batch_size_sum"]  # mean size > 1
+
+
+def metric_samples(server: Server, family: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    found = {}
+    for metric in text_string_to_metric_families(text):
+        if metric.name == family:
+            for sample in metric.samples:
+                labels = "".join(f",{k}={v}" for k, v in sorted(sample.labels.items()))
+                found[sample.name + labels] = sample.value
+    return found
+
+
+def test_metrics_count_requests_by_route_and_status(server: Server) -> None:
+    server.classify({"image": "bad base64!"})
+    server.classify({"image": image_b64(solid(COLORS["red"]))})
+    counted = metric_samples(server, "pxserve_requests")
+    assert counted["pxserve_requests_total,route=/image-classification,status=422"] >= 1
+    assert counted["pxserve_requests_total,route=/image-classification,status=200"] >= 1
+    assert metric_samples(server, "pxserve_workers_ready")["pxserve_workers_ready"] == 2
 
 
 def test_real_photo_file_round_trip(server: Server) -> None:

@@ -75,7 +75,9 @@ def _ignore_stop_signals() -> None:
 
 
 class Worker:
-    def __init__(self, spec: WorkerSpec, requests: Ring, responses: Ring, bell: Doorbell, reply: Doorbell):
+    def __init__(
+        self, spec: WorkerSpec, requests: Ring, responses: Ring, bell: Doorbell, reply: Doorbell, status: Any
+    ) -> None:
         from pxserve.shared.model_dir import ModelDir
         from pxserve.shared.pipelines import get_pipeline
         from pxserve.workers.backends import BackendOptions, create_backend
@@ -85,6 +87,7 @@ class Worker:
         self.responses = responses
         self.bell = bell
         self.reply = reply
+        self.status = status  # lifecycle and per-batch statistics for the front
         model = ModelDir.load(spec.model_dir)
         options = BackendOptions(spec.device, spec.cpu_threads, spec.engine, spec.onnx_path)
         backend = create_backend(model, options)
@@ -149,8 +152,11 @@ class Worker:
             except Exception:
                 log.exception("batch of %d failed", len(batch))
                 outcomes = [Outcome.failure(t.request_id, 500, "inference failed") for t in batch]
-            log.debug("batch size %d in %.1f ms", len(batch), (time.perf_counter() - started) * 1e3)
+            seconds = time.perf_counter() - started
+            log.debug("batch size %d in %.1f ms", len(batch), seconds * 1e3)
             self.answer(outcomes)
+            stats = {"size": len(batch), "seconds": seconds}
+            self.status.send(WorkerEvent("batch", self.spec.index, stats=stats))
 
 
 def worker_main(spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any) -> int:
@@ -159,7 +165,7 @@ def worker_main(spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any) 
     requests = Ring.attach(spec.request_ring)
     responses = Ring.attach(spec.response_ring)
     try:
-        worker = Worker(spec, requests, responses, bell, reply)
+        worker = Worker(spec, requests, responses, bell, reply, status)
     except Exception as exc:  # report why, in one line, to the front
         log.debug("startup failed", exc_info=True)
         first_line = (str(exc).strip().splitlines() or [""])[0]  # engines append C++ details
