@@ -126,3 +126,33 @@ def test_first_start_built_the_model_into_the_cache(default_server: Server, cach
     assert "building the embedded model EfficientNet-Lite0" in default_server.logs()
     assert (default_model.model_dir() / "inference.yml").is_file()
     assert str(cache_dir) in str(default_model.model_dir())
+
+
+def phone_photo(path: Path, seed: int = 0) -> bytes:
+    """A 12-MP JPEG with sensor-like noise, made from a real photo."""
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB").resize((4240, 2828), Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(seed).normal(0, 6, (2828, 4240, 3))
+    pixels = (np.asarray(image, dtype=np.float32) + noise).clip(0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def test_reduced_jpeg_decoding_keeps_top1_on_phone_sized_photos(exported: tuple[Path, str]) -> None:
+    from pxserve.shared.devices import Device
+    from pxserve.shared.model_dir import ModelDir
+    from pxserve.workers.backends import BackendOptions, PaddleBackend
+    from pxserve.workers.preprocess import Preprocessor, decode_image
+
+    model = ModelDir.load(exported[0])
+    preprocess = Preprocessor(model.transform_ops)
+    backend = PaddleBackend(model, BackendOptions(Device("cpu"), cpu_threads=2))
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        data = phone_photo(DATA / name)
+        full = preprocess(decode_image(data))
+        reduced_image = decode_image(data, preprocess.min_source_size)
+        assert max(reduced_image.size) < 1000  # DCT scaling happened
+        scores = backend.infer(np.stack([full, preprocess(reduced_image)]))
+        assert scores[0].argmax() == scores[1].argmax()

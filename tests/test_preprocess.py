@@ -71,6 +71,20 @@ def test_unsupported_ops_are_named() -> None:
         Preprocessor([{"Foo": {}}])
 
 
+def test_large_jpegs_decode_reduced_but_never_below_what_the_resize_needs() -> None:
+    preprocess = Preprocessor(PADDLEX_OPS)
+    buffer = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (90, 120, 150)).save(buffer, format="JPEG")
+    reduced = decode_image(buffer.getvalue(), preprocess.min_source_size)
+    assert reduced.size == (500, 375)  # 1/8 scale: still >= 341 x 256
+    assert decode_image(buffer.getvalue()).size == (4000, 3000)
+    assert preprocess(reduced).shape == (3, 224, 224)
+    # Already small, or a resize that comes after a crop: decoded at full size.
+    assert preprocess.min_source_size(300, 250) is None
+    assert Preprocessor([{"CropImage": {"size": 8}}]).min_source_size(4000, 3000) is None
+    assert ResizeImage(size=[224, 224]).min_source_size(4000, 3000) == (224, 224)
+
+
 def test_decode_converts_every_mode_to_rgb() -> None:
     for mode, fmt in [("L", "PNG"), ("P", "PNG"), ("RGBA", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG")]:
         buffer = io.BytesIO()

@@ -10,6 +10,7 @@ predictor reads them, with EXIF orientation applied.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,10 +40,23 @@ _INTERPOLATION = {
 }
 
 
-def decode_image(data: bytes | memoryview) -> Image.Image:
-    """Decode to an upright RGB image or raise ImageDecodeError."""
+SizeHint = Callable[[int, int], "tuple[int, int] | None"]
+
+
+def decode_image(data: bytes | memoryview, min_size: SizeHint | None = None) -> Image.Image:
+    """Decode to an upright RGB image or raise ImageDecodeError.
+
+    ``min_size(width, height)`` gives the smallest size the preprocessing
+    needs; for JPEGs, libjpeg then decodes at 1/2, 1/4 or 1/8 scale (DCT
+    scaling, Pillow's draft mode) as long as the result is at least that big.
+    A 12-MP photo bound for 256 px decodes several times faster this way.
+    """
     try:
         image = Image.open(io.BytesIO(data))
+        if min_size is not None and image.format == "JPEG":
+            needed = min_size(*image.size)
+            if needed is not None:
+                image.draft("RGB", needed)
         image = ImageOps.exif_transpose(image)
         if image.mode != "RGB":
             image = image.convert("RGB")
@@ -95,6 +109,18 @@ class ResizeImage:
     def __call__(self, image: Image.Image) -> Image.Image:
         target = self.target(*image.size)
         return image if target == image.size else image.resize(target, self.resample)
+
+    def min_source_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The smallest decode that still only shrinks into this resize."""
+        if self.size is not None:
+            # EXIF may swap the axes after decoding: ask for the larger side on both.
+            side = max(self.size)
+            return (side, side) if min(width, height) > side else None
+        short = self.resize_short  # type: ignore[assignment]
+        if min(width, height) <= short:
+            return None
+        scale = short / min(width, height)
+        return math.ceil(width * scale), math.ceil(height * scale)
 
 
 class CropImage:
@@ -174,6 +200,11 @@ class Preprocessor:
             self.ops.append(_OPS[name](**(params or {})))
         if not any(isinstance(op, ToCHWImage) for op in self.ops):
             self.ops.append(ToCHWImage())  # the network always takes CHW
+
+    def min_source_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """What :func:`decode_image` may shrink to: only when a resize comes first."""
+        first = self.ops[0] if self.ops else None
+        return first.min_source_size(width, height) if isinstance(first, ResizeImage) else None
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         value: Any = image

@@ -84,7 +84,7 @@ class ClassificationRunner:
         arrays: list[np.ndarray] = []
         for i, task in enumerate(tasks):
             try:
-                images[i] = image = _decode(task.image)
+                images[i] = image = _decode(task.image, self.preprocess.min_source_size)
                 arrays.append(self.preprocess(image))
             except ImageDecodeError as exc:
                 outcomes[i] = Outcome.failure(task.request_id, 422, f"image: {exc}")
@@ -126,10 +126,10 @@ class ClassificationRunner:
         return {"categories": categories, "image": visual}
 
 
-def _decode(data: bytes | memoryview) -> Image.Image:
+def _decode(data: bytes | memoryview, min_size: Any) -> Image.Image:
     from pxserve.workers.preprocess import decode_image
 
-    return decode_image(data)
+    return decode_image(data, min_size)
 
 
 def _render(image: Image.Image, categories: list[dict[str, Any]]) -> str:
