@@ -8,11 +8,11 @@ null when visualize is off).
 
 from __future__ import annotations
 
-import base64
 import io
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pybase64
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from pxserve.shared.image_input import decode_image_field
@@ -149,7 +149,7 @@ def _render(image: Image.Image, categories: list[dict[str, Any]]) -> str:
         y = bottom + 6
     buffer = io.BytesIO()
     canvas.save(buffer, format="JPEG", quality=85)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return pybase64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 PIPELINE = ImageClassification
