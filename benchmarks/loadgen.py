@@ -55,6 +55,16 @@ class Progress:
         self.started = time.monotonic()
         self.done = 0
         self.errors = 0
+        self.latencies: list[float] = []
+
+    async def send(self, session: aiohttp.ClientSession, url: str, body: bytes) -> None:
+        """One request, counted: its latency if it succeeded, an error if not."""
+        latency, ok = await _send(session, url, body)
+        if ok:
+            self.latencies.append(latency)
+            self.done += 1
+        else:
+            self.errors += 1
 
     async def run(self) -> None:
         while True:
@@ -122,25 +132,19 @@ async def closed_loop(
         while time.monotonic() < stop_warmup:
             await asyncio.gather(*(_send(session, url + ROUTE, body) for _ in range(concurrency)))
         before = await _batch_stats(session, url)
-        latencies: list[float] = []
         progress = Progress(f"closed c={concurrency}", duration_s)
         started = time.monotonic()
         deadline = started + duration_s
 
         async def client() -> None:
             while time.monotonic() < deadline:
-                latency, ok = await _send(session, url + ROUTE, body)
-                if ok:
-                    latencies.append(latency)
-                    progress.done += 1
-                else:
-                    progress.errors += 1
+                await progress.send(session, url + ROUTE, body)
 
         ticker = asyncio.create_task(progress.run())
         await asyncio.gather(*(client() for _ in range(concurrency)))
         ticker.cancel()
         progress.close()
-        result = _result("closed", concurrency, started, latencies, progress.errors)
+        result = _result("closed", concurrency, started, progress.latencies, progress.errors)
         result.mean_batch = _mean_batch(before, await _batch_stats(session, url))
         return result
 
@@ -151,27 +155,18 @@ async def open_loop(url: str, body: bytes, rate: float, duration_s: float) -> Ru
         connector=connector, timeout=aiohttp.ClientTimeout(total=120)
     ) as session:
         before = await _batch_stats(session, url)
-        latencies: list[float] = []
         progress = Progress(f"open {rate:g}/s", duration_s)
         started = time.monotonic()
         tasks = []
 
-        async def one() -> None:
-            latency, ok = await _send(session, url + ROUTE, body)
-            if ok:
-                latencies.append(latency)
-                progress.done += 1
-            else:
-                progress.errors += 1
-
         ticker = asyncio.create_task(progress.run())
         for i in range(int(rate * duration_s)):
             await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
-            tasks.append(asyncio.create_task(one()))
+            tasks.append(asyncio.create_task(progress.send(session, url + ROUTE, body)))
         await asyncio.gather(*tasks)
         ticker.cancel()
         progress.close()
-        result = _result("open", rate, started, latencies, progress.errors)
+        result = _result("open", rate, started, progress.latencies, progress.errors)
         result.mean_batch = _mean_batch(before, await _batch_stats(session, url))
         return result
 

@@ -215,3 +215,20 @@ def test_server_started_without_visualize_default(tiny_model_dir: Path, work_dir
         assert result["image"] is None
     finally:
         stop_and_check_clean(other)
+
+
+def test_benchmark_load_generator_measures_this_server(server: Server, tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import loadgen
+
+    image = tmp_path / "red.png"
+    solid(COLORS["red"]).save(image)
+    body = loadgen.request_body(image, visualize=False)
+    closed = asyncio.run(loadgen.closed_loop(server.url, body, concurrency=4, duration_s=1.0, warmup_s=0.2))
+    assert closed.requests > 0 and closed.errors == 0
+    assert closed.p50_ms <= closed.p99_ms and closed.mean_batch is not None and closed.mean_batch >= 1
+    opened = asyncio.run(loadgen.open_loop(server.url, body, rate=20, duration_s=1.0))
+    assert opened.requests == 20 and opened.errors == 0
