@@ -178,9 +178,9 @@ def stop_and_check_clean(server: Server) -> None:
     assert ring_files(server.pid) == []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private model cache, so tests never touch (or rely on) the user's."""
+    """A private model cache for every test, so none touches (or relies on) the user's."""
     path = tmp_path_factory.mktemp("cache")
     os.environ["PXSERVE_CACHE_DIR"] = str(path)
     return path
