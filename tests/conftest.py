@@ -153,7 +153,11 @@ def start_server(
         )
     server = Server(process, port, log_path)
     if wait:
-        wait_for_health(server)
+        try:
+            wait_for_health(server)
+        except BaseException:
+            server.stop()  # never leave a half-started server (and its workers) behind
+            raise
     return server
 
 
