@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from pxserve.shared.cache import cache_root
+from pxserve.shared.logs import quiet_engine_logs
 
 MODEL_NAME = "EfficientNet-Lite0"
 # Bump when the exported directory's contents change, so caches rebuild.
@@ -115,6 +116,7 @@ def export(target: Path, say: Callable[[str], None]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    quiet_engine_logs()
     target = Path(args[0]) if args else model_dir()
 
     def say(message: str) -> None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from pxserve.shared.cache import ONNX_OPSET
+from pxserve.shared.logs import quiet_engine_logs
 from pxserve.shared.model_dir import ModelDir
 
 
@@ -52,6 +53,7 @@ def convert(model: ModelDir, target: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    quiet_engine_logs()
     if len(args) != 2:
         print("usage: python -m pxserve.workers.onnx_convert MODEL_DIR TARGET", file=sys.stderr)
         return 2

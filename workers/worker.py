@@ -18,12 +18,12 @@ import select
 import signal
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from pxserve.shared.config import PipelineConfig
 from pxserve.shared.devices import Device
+from pxserve.shared.logs import quiet_engine_logs
 from pxserve.shared.messages import Outcome, Task, WorkerEvent
 from pxserve.shared.ring import Doorbell, RecordTooLargeError, Ring, RingFullError
 
@@ -57,8 +57,7 @@ def _prepare_process(spec: WorkerSpec) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(spec.cpu_threads)
-    os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ info logs
-    warnings.filterwarnings("ignore", message="No ccache found")
+    quiet_engine_logs()
     logging.basicConfig(
         level=spec.log_level,
         format=f"%(asctime)s %(levelname)s [worker {spec.index} {spec.device}] %(message)s",
