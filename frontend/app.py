@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from pxserve.frontend.access_log import access_log_middleware
 from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.envelope import MAX_BODY, envelope_middleware, failure, log_id_of, message, success
 from pxserve.frontend.metrics import Metrics
@@ -22,7 +23,12 @@ METRICS = web.AppKey("metrics", Metrics)
 
 
 async def health(request: web.Request) -> web.Response:
-    return message(log_id_of(request), 200, "Healthy")
+    """PaddleX's body when ready; 503 until every worker has loaded the model."""
+    supervisor = request.app[ENGINE].supervisor
+    if supervisor.ready:
+        return message(log_id_of(request), 200, "Healthy")
+    loaded = sum(h.ready for h in supervisor.workers.values())
+    return failure(log_id_of(request), 503, f"Not ready: {loaded} of {len(supervisor.plan)} workers loaded")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -53,7 +59,8 @@ def create_app(pipeline: Pipeline, engine: EngineClient, telemetry: Metrics) -> 
     serving = pipeline.config.Serving
     app = web.Application(
         client_max_size=serving.max_body_bytes,
-        middlewares=[telemetry.middleware, envelope_middleware],  # metrics see the final status
+        # Outermost first: the access log sees everything, metrics the final status.
+        middlewares=[access_log_middleware, telemetry.middleware, envelope_middleware],
     )
     app[PIPELINE] = pipeline
     app[ENGINE] = engine

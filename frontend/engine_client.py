@@ -56,6 +56,8 @@ class EngineClient:
 
     # -- the public coroutine ---------------------------------------------
     async def submit(self, image: bytes, params: dict[str, Any]) -> Outcome:
+        if not self.supervisor.ready:
+            raise RequestError(503, "not ready: the workers are loading the model")
         if self.admitted >= self.serving.queue_capacity:
             raise RequestError(503, "server is at capacity; retry shortly")
         self.admitted += 1

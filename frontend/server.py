@@ -127,8 +127,15 @@ async def serve(
     telemetry.track_workers(lambda: sum(h.ready for h in supervisor.workers.values()))
     supervisor.on_batch = telemetry.observe_batch
     supervisor.on_restart = telemetry.worker_restarts.inc
-    runner: web.AppRunner | None = None
+    runner = web.AppRunner(
+        create_app(pipeline, engine, telemetry), access_log=None, shutdown_timeout=DRAIN_GRACE_S
+    )
     try:
+        # Listen at once: /health answers 503 "not ready" while workers load.
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        host, port = sock.getsockname()[:2]
+        log.info("listening on http://%s:%d; not ready until the workers have loaded the model", host, port)
         starting = asyncio.create_task(supervisor.start())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -138,19 +145,11 @@ async def serve(
             return
         stopped.cancel()
         starting.result()  # raises StartupError
-
-        runner = web.AppRunner(
-            create_app(pipeline, engine, telemetry), access_log=None, shutdown_timeout=DRAIN_GRACE_S
-        )
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        host, port = sock.getsockname()[:2]
         log.info("Application startup complete.")
         log.info("pxserve running on http://%s:%d (Press CTRL+C to quit)", host, port)
         await stop.wait()
         log.info("shutting down: draining %d in-flight request(s)", engine.admitted)
     finally:
-        if runner is not None:
-            await runner.cleanup()  # stops accepting, waits for handlers in flight
+        await runner.cleanup()  # stops accepting, waits for handlers in flight
         await supervisor.stop()
         log.info("stopped")

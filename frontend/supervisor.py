@@ -82,6 +82,7 @@ class Supervisor:
         self.workers: dict[int, WorkerHandle] = {}
         self.restarts = 0
         self.stopping = False
+        self.started = False  # every planned worker has loaded the model once
         self._ctx = multiprocess.get_context("spawn")
         self._generation = itertools.count()
         self._startup: asyncio.Future[None] | None = None
@@ -91,6 +92,11 @@ class Supervisor:
         self.on_lost: Callable[[WorkerHandle], None] = lambda handle: None
         self.on_batch: Callable[[int, float], None] = lambda size, seconds: None
         self.on_restart: Callable[[], None] = lambda: None
+
+    @property
+    def ready(self) -> bool:
+        """Serving: startup finished and at least one worker can take work."""
+        return self.started and not self.stopping and any(h.ready for h in self.workers.values())
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -109,6 +115,7 @@ class Supervisor:
             except TimeoutError:
                 ready = sum(h.ready for h in self.workers.values())
                 log.info("still loading the model: %d of %d workers ready", ready, len(self.plan))
+        self.started = True
         log.info("all %d workers ready in %.1f s", len(self.plan), time.monotonic() - started)
 
     def spawn(self, slot: int) -> WorkerHandle:

@@ -182,3 +182,38 @@ def test_workers_exit_when_the_front_dies(server: Server) -> None:
     server.process.wait(timeout=30)
     server.stopped = True
     wait_until(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), 30, "orphaned workers to exit")
+
+
+def test_health_says_not_ready_until_workers_have_loaded(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import requests
+
+    config = write_config(tmp_path, tiny_model_dir, serving={"instances_per_device": 2})
+    server = start_server(config, tmp_path, wait=False)
+    seen: list[tuple[int, str]] = []
+
+    def observe() -> bool:
+        try:
+            response = requests.get(f"{server.url}/health", timeout=2)
+        except requests.RequestException:
+            return False
+        seen.append((response.status_code, response.json()["errorMsg"]))
+        return response.status_code == 200
+
+    try:
+        wait_until(observe, 120, "the server to become ready", interval=0.05)
+        assert seen[0][0] == 503 and seen[0][1].startswith("Not ready"), seen[:3]
+        assert seen[-1] == (200, "Healthy")
+        assert server.classify({"image": RED}).status_code == 200
+    finally:
+        stop_and_check_clean(server)
+
+
+def test_every_request_gets_an_access_log_line_with_its_log_id(server: Server) -> None:
+    response = server.classify({"image": RED})
+    log_id = response.json()["logId"]
+
+    def access_line() -> str | None:
+        return next((ln for ln in server.logs().splitlines() if f"logId={log_id}" in ln), None)
+
+    line = wait_until(access_line, 10, "the access log line")
+    assert '"POST /image-classification" 200' in line
