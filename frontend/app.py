@@ -10,10 +10,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from pxserve.frontend.access_log import access_log_middleware
+from pxserve.frontend.auth import auth_middleware, load_api_keys
 from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.envelope import MAX_BODY, envelope_middleware, failure, log_id_of, message, success
 from pxserve.frontend.metrics import Metrics
-from pxserve.shared.config import describe_validation_error
+from pxserve.shared.config import ServingSettings, describe_validation_error
 from pxserve.shared.errors import RequestError
 from pxserve.shared.pipelines import Pipeline
 
@@ -55,12 +56,27 @@ async def infer(request: web.Request) -> web.Response:
     return failure(log_id_of(request), outcome.status, outcome.message)
 
 
+def open_paths(serving: ServingSettings) -> set[str]:
+    """Routes that need no API key, as configured."""
+    paths = {"/openapi.json"}
+    if not serving.auth_health:
+        paths.add("/health")
+    if not serving.auth_metrics:
+        paths.add("/metrics")
+    return paths
+
+
 def create_app(pipeline: Pipeline, engine: EngineClient, telemetry: Metrics) -> web.Application:
     serving = pipeline.config.Serving
     app = web.Application(
         client_max_size=serving.max_body_bytes,
         # Outermost first: the access log sees everything, metrics the final status.
-        middlewares=[access_log_middleware, telemetry.middleware, envelope_middleware],
+        middlewares=[
+            access_log_middleware,
+            telemetry.middleware,
+            envelope_middleware,
+            auth_middleware(load_api_keys(serving), open_paths(serving)),
+        ],
     )
     app[PIPELINE] = pipeline
     app[ENGINE] = engine

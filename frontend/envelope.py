@@ -43,6 +43,8 @@ def failure(log_id: str, status: int, message: str) -> web.Response:
     response = web.Response(status=status, body=body, content_type=JSON)
     if status == 503:
         response.headers["Retry-After"] = "1"
+    elif status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 

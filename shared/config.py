@@ -53,6 +53,10 @@ class ServingSettings(BaseModel):
     # Request limits.
     max_body_mb: PositiveFloat = 16.0
     request_timeout_s: PositiveFloat = 60.0
+    # API keys (Bearer); PXSERVE_API_KEYS adds more. None: no authentication.
+    api_keys: list[str] = Field(default_factory=list)
+    auth_health: bool = False  # /health stays open for load balancers by default
+    auth_metrics: bool = True
     # Shared memory per worker.
     request_ring_mb: PositiveFloat = 48.0
     response_ring_mb: PositiveFloat = 16.0
