@@ -50,9 +50,13 @@ class ServingSettings(BaseModel):
     max_queue_delay_ms: NonNegativeFloat | Auto = "auto"
     # Admission: requests admitted but not yet answered; beyond this, 503.
     queue_capacity: PositiveInt = 256
-    # Request limits.
+    # Request limits. Images are checked from their header, before decoding.
     max_body_mb: PositiveFloat = 16.0
     request_timeout_s: PositiveFloat = 60.0
+    max_pixels: PositiveInt = 64_000_000
+    max_side: PositiveInt = 16_384
+    max_aspect_ratio: PositiveFloat = 20.0
+    image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"])
     # API keys (Bearer); PXSERVE_API_KEYS adds more. None: no authentication.
     api_keys: list[str] = Field(default_factory=list)
     auth_health: bool = False  # /health stays open for load balancers by default

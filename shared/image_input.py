@@ -1,20 +1,35 @@
-"""Turning the ``image`` field of a request into encoded image bytes.
+"""From the ``image`` field of a request to encoded bytes that passed the gate.
 
-PaddleX accepts Base64 or an http(s) URL. URL fetching stays off until it
-can be made safe (allow-lists, private-address checks); until then a URL
-gets a 422 that says so instead of a confusing Base64 error.
+PaddleX accepts Base64 or an http(s) URL. URL fetching is off by default:
+a URL then gets a 422 that says so instead of a confusing Base64 error.
+
+The gate reads only the image header (Pillow opens lazily): format, width
+and height are checked against the ``Serving`` limits before a worker ever
+decodes the pixels, so a few-kilobyte decompression bomb costs microseconds
+and never reaches a ring.
 """
 
 from __future__ import annotations
 
 import binascii
+import io
+from dataclasses import dataclass
 
 import pybase64
+from PIL import Image, UnidentifiedImageError
 
-from pxserve.shared.errors import invalid
+from pxserve.shared.config import ServingSettings
+from pxserve.shared.errors import RequestError, invalid
 
 
-def decode_image_field(value: str, field: str = "image") -> bytes:
+@dataclass(frozen=True, slots=True)
+class ImageHeader:
+    format: str
+    width: int
+    height: int
+
+
+def decode_base64_field(value: str, field: str = "image") -> bytes:
     text = value.strip()
     if not text:
         raise invalid(field, "must not be empty")
@@ -35,4 +50,44 @@ def decode_image_field(value: str, field: str = "image") -> bytes:
         raise invalid(field, "is not valid Base64") from None
     if not data:
         raise invalid(field, "decodes to no bytes")
+    return data
+
+
+def check_image(data: bytes, limits: ServingSettings, field: str = "image") -> ImageHeader:
+    """Read the header only and enforce format, pixel, side and aspect limits."""
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below says more; only the header is read
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            header = ImageHeader(str(image.format), *image.size)
+    except UnidentifiedImageError:
+        raise invalid(field, "the data is not an image in a format this server reads") from None
+    except Exception as exc:  # Pillow's header parsers raise many types on crafted input
+        raise invalid(field, f"the image header could not be read ({type(exc).__name__})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
+    allowed = [f.upper() for f in limits.image_formats]
+    if header.format.upper() not in allowed:
+        raise invalid(field, f"{header.format} images are not accepted (accepted: {', '.join(allowed)})")
+    width, height = header.width, header.height
+    if width < 1 or height < 1:
+        raise invalid(field, f"the image is {width}x{height}")
+    if width * height > limits.max_pixels:
+        raise RequestError(
+            413,
+            f"{field}: {width}x{height} is {width * height / 1e6:.1f} MP, over the limit of "
+            f"{limits.max_pixels / 1e6:g} MP",
+        )
+    if max(width, height) > limits.max_side:
+        raise RequestError(
+            413, f"{field}: {width}x{height} has a side over the limit of {limits.max_side} px"
+        )
+    if max(width, height) / min(width, height) > limits.max_aspect_ratio:
+        raise invalid(field, f"{width}x{height} is more elongated than {limits.max_aspect_ratio:g}:1")
+    return header
+
+
+def image_from_field(value: str, limits: ServingSettings, field: str = "image") -> bytes:
+    data = decode_base64_field(value, field)
+    check_image(data, limits, field)
     return data

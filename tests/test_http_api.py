@@ -109,7 +109,9 @@ def test_truncated_image_is_a_clean_422(server: Server) -> None:
     data = base64.b64decode(image_b64(solid(COLORS["red"], size=(64, 64))))
     truncated = base64.b64encode(data[: len(data) // 2]).decode()
     assert_envelope_error(
-        server.classify({"image": truncated}), 422, r"^image: the image could not be decoded"
+        server.classify({"image": truncated}),
+        422,
+        r"^image: the image (header could not be read|could not be decoded)",
     )
 
 

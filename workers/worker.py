@@ -58,6 +58,9 @@ def _prepare_process(spec: WorkerSpec) -> None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(spec.cpu_threads)
     quiet_engine_logs()
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = spec.config.Serving.max_pixels  # the front checked; this is a backstop
     logging.basicConfig(
         level=spec.log_level,
         format=f"%(asctime)s %(levelname)s [worker {spec.index} {spec.device}] %(message)s",

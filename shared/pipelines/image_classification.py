@@ -15,7 +15,7 @@ import numpy as np
 import pybase64
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from pxserve.shared.image_input import decode_image_field
+from pxserve.shared.image_input import image_from_field
 from pxserve.shared.messages import Outcome, Task
 from pxserve.shared.pipelines import Pipeline
 
@@ -51,7 +51,7 @@ class ImageClassification(Pipeline):
     embedded_models = {"EfficientNet-Lite0": "pxserve.workers.default_model"}
 
     def parse(self, request: ImageClassificationRequest) -> tuple[bytes, dict[str, Any]]:
-        image = decode_image_field(request.image)
+        image = image_from_field(request.image, self.config.Serving)
         topk = request.topk
         if topk is None and request.inferenceParams is not None:
             topk = request.inferenceParams.topK

@@ -1,0 +1,213 @@
+"""Hostile and odd inputs: each gets a correct result or a clear 4xx, never a 500.
+
+A corpus against a real server, then property-based fuzzing (hypothesis) of
+the request parser, the image gate and the worker's decoder in-process.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import Server, image_b64, start_server, stop_and_check_clean, write_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pxserve.shared.config import ServingSettings, load_pipeline_config
+from pxserve.shared.errors import RequestError
+from pxserve.shared.image_input import check_image
+from pxserve.shared.pipelines import get_pipeline
+
+LIMITS = {"max_pixels": 4_000_000, "max_side": 3000, "max_aspect_ratio": 10, "max_body_mb": 4}
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A valid-looking PNG that claims width x height with almost no data: a bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def encoded(image: Image.Image, fmt: str, **save) -> str:
+    return image_b64(image, fmt, **save)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path, work_dir: Path) -> Server:
+    config = write_config(work_dir, tiny_model_dir, serving={"instances_per_device": 1, **LIMITS})
+    running = start_server(config, work_dir)
+    yield running
+    stop_and_check_clean(running)
+
+
+def red(size=(64, 48), mode="RGB") -> Image.Image:
+    return Image.new("RGB", size, (220, 30, 30)).convert(mode)
+
+
+ACCEPTED = {
+    "cmyk jpeg": encoded(red(mode="CMYK"), "JPEG"),
+    "16-bit png": encoded(Image.new("I;16", (40, 40), 40000), "PNG"),
+    "alpha png": encoded(red(mode="RGBA"), "PNG"),
+    "palette png": encoded(red(mode="P"), "PNG"),
+    "grayscale jpeg": encoded(red(mode="L"), "JPEG"),
+    "bmp": encoded(red(), "BMP"),
+    "webp": encoded(red(), "WEBP"),
+    "tiff": encoded(red(), "TIFF"),
+    "animated gif (first frame)": encoded(red(mode="P"), "GIF", save_all=True, append_images=[red(mode="P")]),
+    "exif-rotated jpeg": encoded(
+        red((64, 32)), "JPEG", exif=b"Exif\0\0MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ACCEPTED))
+def test_odd_but_valid_images_get_a_result(server: Server, name: str) -> None:
+    response = server.classify({"image": ACCEPTED[name]})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["result"]["categories"]) == 3
+
+
+REFUSED = [
+    ("decompression bomb", {"image": b64(png_header_only(30000, 30000))}, 413, r"900.0 MP, over the limit"),
+    ("side over the limit", {"image": b64(png_header_only(3500, 1000))}, 413, r"side over the limit of 3000"),
+    (
+        "too elongated",
+        {"image": encoded(Image.new("RGB", (1200, 100)), "PNG")},
+        422,
+        r"more elongated than 10:1",
+    ),
+    ("format not accepted", {"image": encoded(red(), "PPM")}, 422, r"PPM images are not accepted"),
+    ("zero-size header", {"image": b64(png_header_only(0, 10))}, 422, r"image: "),
+    ("not an image", {"image": b64(b"%PDF-1.7 not an image")}, 422, r"not an image"),
+    ("bad base64", {"image": "@@@@"}, 422, r"not valid Base64"),
+    ("only padding", {"image": "===="}, 422, r"image: "),
+    ("image is a list", {"image": ["a"]}, 422, r"^image: Input should be a valid string"),
+    ("image is null", {"image": None}, 422, r"^image: Input should be a valid string"),
+    ("topk float", {"image": "aGk=", "topk": 1.5}, 422, r"^topk: "),
+    ("inferenceParams not object", {"image": "aGk=", "inferenceParams": 3}, 422, r"^inferenceParams: "),
+]
+
+
+@pytest.mark.parametrize(("name", "payload", "status", "pattern"), REFUSED, ids=[r[0] for r in REFUSED])
+def test_hostile_requests_get_a_clear_4xx(
+    server: Server, name: str, payload: dict, status: int, pattern: str
+) -> None:
+    import re
+
+    response = server.classify(payload)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["errorCode"] == status and re.search(pattern, body["errorMsg"]), body
+
+
+def test_malformed_http_bodies(server: Server) -> None:
+    url = f"{server.url}/image-classification"
+    for raw in (
+        b"",
+        b"\xff\xfe\x00",
+        b'{"image": "' + b"A" * 100,
+        b"[" * 10000,
+        b"1e999999",
+        b'{"image":"\\ud800"}',
+    ):
+        response = requests.post(url, data=raw, headers={"Content-Type": "application/json"}, timeout=10)
+        assert response.status_code == 422, (raw[:20], response.text)
+    assert server.classify({"image": encoded(red(), "PNG")}).status_code == 200  # still serving
+
+
+# -- property-based fuzzing, in-process ------------------------------------
+
+PIPELINE = get_pipeline(load_pipeline_config("image_classification"))
+GATE = ServingSettings(**LIMITS)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "image": JSON_VALUES | st.binary(max_size=64).map(b64),
+            "topk": JSON_VALUES,
+            "visualize": JSON_VALUES,
+            "inferenceParams": JSON_VALUES | st.fixed_dictionaries({"topK": JSON_VALUES}),
+        },
+    )
+)
+def test_request_parser_only_ever_refuses_cleanly(payload: dict) -> None:
+    from pydantic import ValidationError
+
+    try:
+        request = PIPELINE.request_model.model_validate(payload)
+        PIPELINE.parse(request)
+    except (ValidationError, RequestError):
+        pass
+
+
+SEED_IMAGES = [
+    image_b64(red(), "JPEG"),
+    image_b64(red(mode="P"), "PNG"),
+    image_b64(red(), "GIF"),
+    image_b64(red(), "BMP"),
+    image_b64(red(), "WEBP"),
+    image_b64(red(), "TIFF"),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(SEED_IMAGES).map(base64.b64decode),
+    st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=8),
+    st.integers(0, 2000),
+)
+def test_mutated_images_pass_the_gate_and_decode_or_fail_cleanly(seed: bytes, flips: list, cut: int) -> None:
+    """Flip bytes and truncate real files; the gate and the decoder may refuse, never crash."""
+    from pxserve.workers.preprocess import ImageDecodeError, Preprocessor, decode_image
+
+    data = bytearray(seed)
+    for position, value in flips:
+        if position < len(data):
+            data[position] = value
+    data = bytes(data[: max(1, len(data) - cut)])
+    try:
+        check_image(data, GATE)
+    except RequestError as exc:
+        assert 400 <= exc.status < 500
+        return
+    try:
+        image = decode_image(data, Preprocessor([{"ResizeImage": {"resize_short": 8}}]).min_source_size)
+        assert image.mode == "RGB"
+    except ImageDecodeError:
+        pass
+
+
+def test_gate_reads_headers_without_decoding() -> None:
+    header = check_image(png_header_only(2000, 1500), GATE)
+    assert (header.format, header.width, header.height) == ("PNG", 2000, 1500)
+    buffer = io.BytesIO()
+    red((10, 10)).save(buffer, "JPEG")
+    assert check_image(buffer.getvalue(), GATE).format == "JPEG"
