@@ -55,6 +55,7 @@ class WorkerHandle:
     reaped: bool = False
     started_at: float = field(default_factory=time.monotonic)
     outstanding: int = 0  # tasks written to the ring and not yet answered
+    last_progress: float = field(default_factory=time.monotonic)  # last answer, or start of busy spell
 
     @property
     def name(self) -> str:
@@ -86,6 +87,7 @@ class Supervisor:
         self._ctx = multiprocess.get_context("spawn")
         self._generation = itertools.count()
         self._startup: asyncio.Future[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Listeners: the engine client (ready, lost) and metrics (batch, restart).
         self.on_ready: Callable[[WorkerHandle], None] = lambda handle: None
@@ -106,6 +108,7 @@ class Supervisor:
         self._startup = self._loop.create_future()
         started = time.monotonic()
         log.info("starting %d worker(s): %s", len(self.plan), ", ".join(str(p.device) for p in self.plan))
+        self._watchdog = self._loop.create_task(self.watch())
         for slot in range(len(self.plan)):
             self.spawn(slot)
         while True:
@@ -243,9 +246,31 @@ class Supervisor:
         if not self.stopping and slot not in self.workers:
             self.spawn(slot)
 
+    async def watch(self) -> None:
+        """Once a second: replace any worker that holds requests but answers none.
+
+        A worker stuck in a native call or deadlocked cannot say so itself;
+        the front sees it as outstanding work with no answers. Killing it
+        turns the stall into an ordinary exit: reap, restart, retry.
+        """
+        limit = self.config.Serving.worker_stall_timeout_s
+        while not self.stopping:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for handle in list(self.workers.values()):
+                stalled = now - handle.last_progress
+                if handle.ready and handle.outstanding and stalled > limit and handle.process.is_alive():
+                    log.warning(
+                        "%s made no progress for %.0f s with %d request(s); killing it",
+                        handle.name, stalled, handle.outstanding,
+                    )  # fmt: skip
+                    handle.process.kill()
+
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Ask every worker to exit (close its doorbell), then make sure."""
         self.stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         handles = list(self.workers.values())
         for handle in handles:
             handle.bell.close_writer()  # end-of-file: finish the batch in hand, exit

@@ -57,6 +57,8 @@ class ServingSettings(BaseModel):
     max_side: PositiveInt = 16_384
     max_aspect_ratio: PositiveFloat = 20.0
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"])
+    # A worker holding requests that answers none for this long is replaced.
+    worker_stall_timeout_s: PositiveFloat = 30.0
     # API keys (Bearer); PXSERVE_API_KEYS adds more. None: no authentication.
     api_keys: list[str] = Field(default_factory=list)
     auth_health: bool = False  # /health stays open for load balancers by default

@@ -217,3 +217,50 @@ def test_every_request_gets_an_access_log_line_with_its_log_id(server: Server) -
 
     line = wait_until(access_line, 10, "the access log line")
     assert '"POST /image-classification" 200' in line
+
+
+COLOR_OF = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+PAYLOADS = {name: image_b64(solid(color)) for name, color in COLOR_OF.items()}
+
+
+def ask_many(server: Server, count: int, workers: int = 12) -> list[tuple[str, int, str | None]]:
+    """Concurrent requests of known colours: (expected, status, answered name)."""
+    names = [list(COLOR_OF)[i % 3] for i in range(count)]
+
+    def ask(name: str) -> tuple[str, int, str | None]:
+        response = server.classify({"image": PAYLOADS[name], "topk": 1}, timeout=60)
+        top = response.json()["result"]["categories"][0]["name"] if response.status_code == 200 else None
+        return name, response.status_code, top
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(ask, names))
+
+
+def test_sigkill_under_load_loses_nothing_and_mixes_nothing(server: Server) -> None:
+    victim = server.workers()[0]
+    with ThreadPoolExecutor(max_workers=1) as killer:
+        kill = killer.submit(lambda: (time.sleep(0.3), os.kill(victim, signal.SIGKILL)))
+        answers = ask_many(server, 300)
+        kill.result()
+    assert all(status in (200, 503) for _, status, _ in answers), answers
+    assert all(top == expected for expected, status, top in answers if status == 200)
+    assert sum(status == 200 for _, status, _ in answers) >= 290  # retried, not dropped
+    wait_until(lambda: "restarting worker" in server.logs(), 30, "the restart")
+
+
+def test_a_stuck_worker_is_noticed_and_replaced(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, tiny_model_dir, serving={"instances_per_device": 2, "worker_stall_timeout_s": 2}
+    )
+    server = start_server(config, tmp_path)
+    try:
+        stuck = server.workers()[0]
+        os.kill(stuck, signal.SIGSTOP)  # as stuck as a native deadlock: alive, silent
+        started = time.monotonic()
+        answers = ask_many(server, 24, workers=8)
+        assert all(status == 200 and top == expected for expected, status, top in answers), answers
+        assert time.monotonic() - started < 30
+        assert "made no progress" in server.logs()
+        wait_until(lambda: stuck not in server.workers(), 10, "the stuck worker to be reaped")
+    finally:
+        stop_and_check_clean(server)
