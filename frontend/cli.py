@@ -14,11 +14,12 @@ import os
 import sys
 
 from pxserve import __version__
-from pxserve.frontend.placement import plan_workers
+from pxserve.frontend.placement import SharedMemoryError, plan_workers
 from pxserve.frontend.server import (
     ServeError,
     ServerOptions,
     bind_socket,
+    plan_rings,
     prepare_model,
     prepare_onnx,
     serve,
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         )
     plan = plan_workers(devices, config.Serving, cpu_threads=hpi.cpu_threads if args.use_hpip else None)
 
+    rings = plan_rings(plan, config.Serving)
     sock = bind_socket(args.host, args.port)
     log.info("Started server process [%d]", os.getpid())
     try:
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("pipeline %s, model %s from %s", config.pipeline_name, model.model_name, model.path)
         onnx_path = prepare_onnx(model) if onnx else None
         options = ServerOptions(args.host, args.port, engine, onnx_path, args.log_level)
-        asyncio.run(serve(pipeline, model, plan, sock, options))
+        asyncio.run(serve(pipeline, model, plan, rings, sock, options))
     finally:
         sock.close()
     return 0
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return run(args)
-    except (ConfigError, DeviceError, ServeError, StartupError) as exc:
+    except (ConfigError, DeviceError, ServeError, StartupError, SharedMemoryError) as exc:
         print(f"pxserve: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError | DeviceError) else 1
     except KeyboardInterrupt:

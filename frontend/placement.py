@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pxserve.shared.config import ServingSettings
+from pxserve.shared.config import MiB, ServingSettings
 from pxserve.shared.devices import Device, usable_cpu_count
 
 # An "auto" CPU plan never starts more worker processes than this; each one
@@ -48,3 +48,47 @@ def plan_workers(
             delay = serving.max_queue_delay_ms / 1000.0
         plan.extend(Placement(device, threads, delay) for _ in range(count))
     return plan
+
+
+class SharedMemoryError(RuntimeError):
+    """The rings cannot fit in the shared memory this machine offers."""
+
+
+@dataclass(frozen=True, slots=True)
+class RingSizes:
+    request_bytes: int
+    response_bytes: int
+
+
+# A ring carries records of up to half its capacity, so the request ring must
+# hold two of the largest images a body can carry; results are small, but a
+# visualization (at most 2048 px, JPEG) needs a few MiB.
+MIN_RESPONSE_RING = 8 * MiB
+SHM_HEADROOM = 0.9
+
+
+def size_rings(workers: int, serving: ServingSettings, free_bytes: int) -> RingSizes:
+    """The configured ring sizes, shrunk to fit ``free_bytes`` if they must be.
+
+    Docker gives containers 64 MB of /dev/shm by default; finding out at
+    startup beats a bus error when a ring is first filled.
+    """
+    wanted = RingSizes(int(serving.request_ring_mb * MiB), int(serving.response_ring_mb * MiB))
+    budget = int(free_bytes * SHM_HEADROOM)
+    if workers * (wanted.request_bytes + wanted.response_bytes) <= budget:
+        return wanted
+    smallest = RingSizes(2 * (serving.max_body_bytes * 3 // 4) + MiB, MIN_RESPONSE_RING)
+    per_worker = budget // workers
+    if smallest.request_bytes + smallest.response_bytes > per_worker:
+        need = workers * (smallest.request_bytes + smallest.response_bytes) / SHM_HEADROOM
+        raise SharedMemoryError(
+            f"{workers} worker(s) need at least {need / MiB:.0f} MiB of shared memory for their rings "
+            f"(with max_body_mb={serving.max_body_mb:g}), but /dev/shm has {free_bytes / MiB:.0f} MiB free; "
+            "raise it (docker run --shm-size=1g, or a larger tmpfs) or lower Serving.max_body_mb or "
+            "Serving.instances_per_device"
+        )
+    spare = per_worker - smallest.request_bytes - smallest.response_bytes
+    return RingSizes(
+        min(wanted.request_bytes, smallest.request_bytes + spare * 3 // 4),
+        min(wanted.response_bytes, smallest.response_bytes + spare // 4),
+    )

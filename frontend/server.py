@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,12 +24,13 @@ from aiohttp import web
 from pxserve.frontend.app import create_app
 from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.metrics import Metrics
-from pxserve.frontend.placement import Placement
+from pxserve.frontend.placement import Placement, RingSizes, size_rings
 from pxserve.frontend.supervisor import Supervisor
 from pxserve.shared.cache import onnx_model_path
-from pxserve.shared.config import ConfigError
+from pxserve.shared.config import ConfigError, MiB, ServingSettings
 from pxserve.shared.model_dir import ModelDir
 from pxserve.shared.pipelines import Pipeline
+from pxserve.shared.ring import shm_dir
 
 log = logging.getLogger("pxserve")
 
@@ -110,8 +112,25 @@ def _reason(result: subprocess.CompletedProcess) -> str:
     return f"paddle2onnx exited with code {result.returncode}"
 
 
+def plan_rings(plan: list[Placement], serving: ServingSettings) -> RingSizes:
+    """Ring sizes that fit this machine's /dev/shm (shrunk, with a warning, if needed)."""
+    rings = size_rings(len(plan), serving, shutil.disk_usage(shm_dir()).free)
+    asked = (serving.request_ring_mb, serving.response_ring_mb)
+    got = (rings.request_bytes / MiB, rings.response_bytes / MiB)
+    if got[0] < asked[0] or got[1] < asked[1]:
+        log.warning(
+            "shared memory is short: rings shrunk to %.0f + %.0f MiB per worker (asked %g + %g)", *got, *asked
+        )
+    return rings
+
+
 async def serve(
-    pipeline: Pipeline, model: ModelDir, plan: list[Placement], sock: socket.socket, options: ServerOptions
+    pipeline: Pipeline,
+    model: ModelDir,
+    plan: list[Placement],
+    rings: RingSizes,
+    sock: socket.socket,
+    options: ServerOptions,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -119,7 +138,7 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
 
     supervisor = Supervisor(
-        pipeline.config, str(model.path), plan, options.engine, options.onnx_path, options.log_level
+        pipeline.config, str(model.path), plan, rings, options.engine, options.onnx_path, options.log_level
     )
     engine = EngineClient(supervisor, pipeline.config.Serving)
     telemetry = Metrics()

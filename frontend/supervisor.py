@@ -20,8 +20,8 @@ from typing import Any
 
 import multiprocess
 
-from pxserve.frontend.placement import Placement
-from pxserve.shared.config import MiB, PipelineConfig
+from pxserve.frontend.placement import Placement, RingSizes
+from pxserve.shared.config import PipelineConfig
 from pxserve.shared.messages import WorkerEvent
 from pxserve.shared.ring import Doorbell, Ring, shm_dir
 from pxserve.workers.worker import WorkerSpec, worker_main
@@ -70,6 +70,7 @@ class Supervisor:
         config: PipelineConfig,
         model_dir: str,
         plan: list[Placement],
+        rings: RingSizes,
         engine: str = "paddle",
         onnx_path: str | None = None,
         log_level: str = "INFO",
@@ -77,6 +78,7 @@ class Supervisor:
         self.config = config
         self.model_dir = model_dir
         self.plan = plan
+        self.rings = rings
         self.engine = engine
         self.onnx_path = onnx_path
         self.log_level = log_level
@@ -125,8 +127,8 @@ class Supervisor:
         placement = self.plan[slot]
         serving = self.config.Serving
         tag = f"{RING_PREFIX}{os.getpid()}-{slot}-{next(self._generation)}"
-        requests = Ring.create(f"{tag}-req", int(serving.request_ring_mb * MiB))
-        responses = Ring.create(f"{tag}-res", int(serving.response_ring_mb * MiB))
+        requests = Ring.create(f"{tag}-req", self.rings.request_bytes)
+        responses = Ring.create(f"{tag}-res", self.rings.response_bytes)
         bell, reply = Doorbell.create(), Doorbell.create()
         status_read, status_write = self._ctx.Pipe(duplex=False)
         spec = WorkerSpec(

@@ -103,3 +103,33 @@ def test_cpu_plan_never_oversubscribes_cores() -> None:
     gpus = plan_workers([Device("gpu", 0), Device("gpu", 1)], ServingSettings(instances_per_device=2))
     assert [str(p.device) for p in gpus] == ["gpu:0", "gpu:0", "gpu:1", "gpu:1"]
     assert all(p.max_queue_delay_s > 0 for p in gpus)
+
+
+def test_rings_fit_shared_memory_or_startup_says_how_to_raise_it() -> None:
+    from pxserve.frontend.placement import SharedMemoryError, size_rings
+    from pxserve.shared.config import MiB
+
+    serving = ServingSettings()  # 48 + 16 MiB per worker, 16 MiB bodies
+    roomy = size_rings(2, serving, free_bytes=24 * 1024 * MiB)
+    assert (roomy.request_bytes, roomy.response_bytes) == (48 * MiB, 16 * MiB)
+    docker = size_rings(2, ServingSettings(max_body_mb=4), free_bytes=64 * MiB)  # Docker's default /dev/shm
+    assert 2 * (docker.request_bytes + docker.response_bytes) <= 64 * MiB
+    assert docker.request_bytes // 2 >= 4 * MiB * 3 // 4  # still carries the largest allowed image
+    with pytest.raises(SharedMemoryError, match=r"--shm-size"):
+        size_rings(2, serving, free_bytes=64 * MiB)  # 16 MiB bodies cannot fit in 64 MB for 2 workers
+
+
+def test_impossible_ring_budget_is_one_clear_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "huge.yaml"
+    path.write_text(
+        "pipeline_name: image_classification\n"
+        "SubModules: {ImageClassification: {model_name: EfficientNet-Lite0}}\n"
+        "Serving: {max_body_mb: 400000}\n"
+    )
+    command = [sys.executable, "-m", "pxserve", "--serve", "--pipeline", str(path), "--device", "cpu"]
+    result = subprocess.run([*command, "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "pxserve: error:" in result.stderr and "--shm-size" in result.stderr
