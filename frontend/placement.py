@@ -73,11 +73,14 @@ def size_rings(workers: int, serving: ServingSettings, free_bytes: int) -> RingS
     Docker gives containers 64 MB of /dev/shm by default; finding out at
     startup beats a bus error when a ring is first filled.
     """
-    wanted = RingSizes(int(serving.request_ring_mb * MiB), int(serving.response_ring_mb * MiB))
+    smallest = RingSizes(2 * (serving.max_body_bytes * 3 // 4) + MiB, MIN_RESPONSE_RING)
+    wanted = RingSizes(
+        max(int(serving.request_ring_mb * MiB), smallest.request_bytes),  # any allowed image must fit
+        max(int(serving.response_ring_mb * MiB), smallest.response_bytes),
+    )
     budget = int(free_bytes * SHM_HEADROOM)
     if workers * (wanted.request_bytes + wanted.response_bytes) <= budget:
         return wanted
-    smallest = RingSizes(2 * (serving.max_body_bytes * 3 // 4) + MiB, MIN_RESPONSE_RING)
     per_worker = budget // workers
     if smallest.request_bytes + smallest.response_bytes > per_worker:
         need = workers * (smallest.request_bytes + smallest.response_bytes) / SHM_HEADROOM
