@@ -14,6 +14,7 @@ from pxserve.frontend.auth import auth_middleware, load_api_keys
 from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.envelope import MAX_BODY, envelope_middleware, failure, log_id_of, message, success
 from pxserve.frontend.metrics import Metrics
+from pxserve.frontend.openapi import openapi_document
 from pxserve.shared.config import ServingSettings, describe_validation_error
 from pxserve.shared.errors import RequestError
 from pxserve.shared.pipelines import Pipeline
@@ -21,6 +22,7 @@ from pxserve.shared.pipelines import Pipeline
 PIPELINE = web.AppKey("pipeline", Pipeline)
 ENGINE = web.AppKey("engine", EngineClient)
 METRICS = web.AppKey("metrics", Metrics)
+OPENAPI = web.AppKey("openapi", bytes)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -30,6 +32,10 @@ async def health(request: web.Request) -> web.Response:
         return message(log_id_of(request), 200, "Healthy")
     loaded = sum(h.ready for h in supervisor.workers.values())
     return failure(log_id_of(request), 503, f"Not ready: {loaded} of {len(supervisor.plan)} workers loaded")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -68,6 +74,7 @@ def open_paths(serving: ServingSettings) -> set[str]:
 
 def create_app(pipeline: Pipeline, engine: EngineClient, telemetry: Metrics) -> web.Application:
     serving = pipeline.config.Serving
+    keys = load_api_keys(serving)
     app = web.Application(
         client_max_size=serving.max_body_bytes,
         # Outermost first: the access log sees everything, metrics the final status.
@@ -75,14 +82,16 @@ def create_app(pipeline: Pipeline, engine: EngineClient, telemetry: Metrics) -> 
             access_log_middleware,
             telemetry.middleware,
             envelope_middleware,
-            auth_middleware(load_api_keys(serving), open_paths(serving)),
+            auth_middleware(keys, open_paths(serving)),
         ],
     )
     app[PIPELINE] = pipeline
     app[ENGINE] = engine
     app[METRICS] = telemetry
     app[MAX_BODY] = serving.max_body_bytes
+    app[OPENAPI] = orjson.dumps(openapi_document(pipeline, serving, secured=bool(keys)))
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_post(pipeline.route, infer)
     return app

@@ -72,7 +72,10 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         text = _REASONS.get(exc.status, exc.reason)
         if exc.status == 413 and MAX_BODY in request.app:
             text = f"Request body is larger than the limit of {request.app[MAX_BODY]} bytes"
-        return failure(log_id, exc.status, text)
+        response = failure(log_id, exc.status, text)
+        if "Allow" in exc.headers:  # 405 must say which methods the route takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("unhandled error for %s %s (logId %s)", request.method, request.path, log_id)
         return failure(log_id, 500, "Internal server error")

@@ -38,6 +38,8 @@ class Pipeline(ABC):
     route: ClassVar[str]  # the HTTP path, as PaddleX serves it
     sub_module: ClassVar[str]  # the SubModules key that names the model
     request_model: ClassVar[type[BaseModel]]
+    result_model: ClassVar[type[BaseModel]]  # the envelope's ``result``, for /openapi.json
+    summary: ClassVar[str] = ""
     # Models pxserve carries itself: model_name -> the module that builds it
     # (it offers model_dir(), is_cached() and a __main__ that exports it).
     embedded_models: ClassVar[dict[str, str]] = {}

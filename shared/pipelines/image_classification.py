@@ -37,17 +37,33 @@ class InferenceParams(BaseModel):
 class ImageClassificationRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    image: str
+    image: str = Field(
+        description="Base64 of the image file's bytes",
+        json_schema_extra={"minLength": 1, "contentEncoding": "base64"},
+    )
     topk: StrictInt | None = Field(default=None, gt=0)
     visualize: StrictBool | None = None
     inferenceParams: InferenceParams | None = None
+
+
+class Category(BaseModel):
+    id: int
+    name: str
+    score: float
+
+
+class ImageClassificationResult(BaseModel):
+    categories: list[Category] = Field(description="Best first")
+    image: str | None = Field(description="Base64 JPEG of the input with the labels drawn, or null")
 
 
 class ImageClassification(Pipeline):
     name = "image_classification"
     route = "/image-classification"
     sub_module = "ImageClassification"
+    summary = "Classify one image (PaddleX image classification API)"
     request_model = ImageClassificationRequest
+    result_model = ImageClassificationResult
     embedded_models = {"EfficientNet-Lite0": "pxserve.workers.default_model"}
 
     def parse(self, request: ImageClassificationRequest) -> tuple[bytes, dict[str, Any]]:

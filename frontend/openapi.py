@@ -1,0 +1,119 @@
+"""The server's OpenAPI 3.1 document, built from the models that validate it.
+
+Request and result schemas come from the pipeline's pydantic models, so the
+document cannot drift from what the handlers accept and return. Responses
+list every status the server can give on each route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pxserve import __version__
+from pxserve.shared.config import ServingSettings
+from pxserve.shared.pipelines import Pipeline
+
+REF = "#/components/schemas/{model}"
+
+
+def _envelope(result: dict[str, Any] | None = None) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "logId": {"type": "string"},
+        "errorCode": {"type": "integer"},
+        "errorMsg": {"type": "string"},
+    }
+    if result is not None:
+        properties["result"] = result
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json({"$ref": "#/components/schemas/ErrorEnvelope"}, description)
+
+
+def openapi_document(pipeline: Pipeline, serving: ServingSettings, secured: bool) -> dict[str, Any]:
+    request = pipeline.request_model.model_json_schema(ref_template=REF)
+    result = pipeline.result_model.model_json_schema(ref_template=REF)
+    schemas: dict[str, Any] = {**request.pop("$defs", {}), **result.pop("$defs", {})}
+    schemas[pipeline.request_model.__name__] = request
+    schemas[pipeline.result_model.__name__] = result
+    schemas["ErrorEnvelope"] = _envelope()
+    unauthorized = {"401": _error("Missing or wrong API key")} if secured else {}
+
+    def guarded(open_route: bool) -> dict[str, Any]:
+        return {} if open_route or not secured else {"security": [{"bearer": []}]}
+
+    inference = {
+        "post": {
+            "summary": pipeline.summary or pipeline.name,
+            "operationId": pipeline.name,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": REF.format(model=pipeline.request_model.__name__)}
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    _envelope({"$ref": REF.format(model=pipeline.result_model.__name__)}), "Success"
+                ),
+                **unauthorized,
+                "413": _error("Body or image over the limits"),
+                "422": _error("Invalid request; errorMsg names the field"),
+                "500": _error("The engine failed on this input"),
+                "503": _error("Not ready, at capacity, or the worker exited; retry (see Retry-After)"),
+                "504": _error("No result within the request deadline"),
+            },
+            **guarded(False),
+        }
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": f"pxserve: {pipeline.name}", "version": __version__},
+        "paths": {
+            "/health": {
+                "get": {
+                    "summary": "Readiness (PaddleX's body when ready)",
+                    "operationId": "health",
+                    "responses": {
+                        "200": _json(_envelope(), "Ready"),
+                        **(unauthorized if serving.auth_health else {}),
+                        "503": _error("Workers are still loading the model"),
+                    },
+                    **guarded(not serving.auth_health),
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **(unauthorized if serving.auth_metrics else {}),
+                    },
+                    **guarded(not serving.auth_metrics),
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
+                }
+            },
+            pipeline.route: inference,
+        },
+        "components": {"schemas": schemas},
+    }
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return document
