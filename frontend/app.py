@@ -15,14 +15,17 @@ from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.envelope import MAX_BODY, envelope_middleware, failure, log_id_of, message, success
 from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.openapi import openapi_document
+from pxserve.frontend.url_fetch import UrlFetcher
 from pxserve.shared.config import ServingSettings, describe_validation_error
 from pxserve.shared.errors import RequestError
+from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.pipelines import Pipeline
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
 ENGINE = web.AppKey("engine", EngineClient)
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", bytes)
+IMAGES = web.AppKey("images", ImageLoader)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -55,7 +58,7 @@ async def infer(request: web.Request) -> web.Response:
         validated = pipeline.request_model.model_validate(data)
     except ValidationError as exc:
         raise RequestError(422, describe_validation_error(exc)) from None
-    image, params = pipeline.parse(validated)
+    image, params = await pipeline.parse(validated, request.app[IMAGES])
     outcome = await request.app[ENGINE].submit(image, params)
     if outcome.ok:
         return success(log_id_of(request), outcome.body)
@@ -89,6 +92,8 @@ def create_app(pipeline: Pipeline, engine: EngineClient, telemetry: Metrics) -> 
     app[ENGINE] = engine
     app[METRICS] = telemetry
     app[MAX_BODY] = serving.max_body_bytes
+    fetcher = UrlFetcher(serving.url_inputs) if serving.url_inputs.enabled else None
+    app[IMAGES] = ImageLoader(serving, fetcher)
     app[OPENAPI] = orjson.dumps(openapi_document(pipeline, serving, secured=bool(keys)))
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)

@@ -33,6 +33,23 @@ class ConfigError(Exception):
     """A configuration problem, with a message meant for the user."""
 
 
+class UrlInputSettings(BaseModel):
+    """Fetching ``image`` from an http(s) URL: off unless enabled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    # Host names allowed; ".example.com" allows its subdomains too. Empty: any host.
+    allow_hosts: list[str] = Field(default_factory=list)
+    # Loopback, private, link-local and reserved addresses are refused unless
+    # this is set (trusted internal networks only). Cloud metadata endpoints
+    # are refused always.
+    allow_private_networks: bool = False
+    max_mb: PositiveFloat = 16.0
+    timeout_s: PositiveFloat = 10.0
+    max_redirects: int = Field(default=3, ge=0, le=10)
+
+
 class ServingSettings(BaseModel):
     """Engine settings; every one has a default that suits the machine."""
 
@@ -57,6 +74,7 @@ class ServingSettings(BaseModel):
     max_side: PositiveInt = 16_384
     max_aspect_ratio: PositiveFloat = 20.0
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"])
+    url_inputs: UrlInputSettings = Field(default_factory=UrlInputSettings)
     # A worker holding requests that answers none for this long is replaced.
     worker_stall_timeout_s: PositiveFloat = 30.0
     # API keys (Bearer); PXSERVE_API_KEYS adds more. None: no authentication.

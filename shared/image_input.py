@@ -1,7 +1,8 @@
 """From the ``image`` field of a request to encoded bytes that passed the gate.
 
-PaddleX accepts Base64 or an http(s) URL. URL fetching is off by default:
-a URL then gets a 422 that says so instead of a confusing Base64 error.
+PaddleX accepts Base64 or an http(s) URL. URL fetching is off by default (a
+URL then gets a 422 that says so); when ``Serving.url_inputs.enabled`` is
+set, the front's fetcher (frontend/url_fetch.py) is handed to the loader.
 
 The gate reads only the image header (Pillow opens lazily): format, width
 and height are checked against the ``Serving`` limits before a worker ever
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import io
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pybase64
@@ -29,15 +31,19 @@ class ImageHeader:
     height: int
 
 
+Fetcher = Callable[[str], Awaitable[bytes]]
+
+
+def is_url(text: str) -> bool:
+    return text[:8].lower().startswith(("http://", "https://"))
+
+
 def decode_base64_field(value: str, field: str = "image") -> bytes:
     text = value.strip()
     if not text:
         raise invalid(field, "must not be empty")
-    if text[:8].lower().startswith(("http://", "https://")):
-        raise invalid(
-            field,
-            "URL inputs are disabled on this server; send the image file's bytes as Base64",
-        )
+    if is_url(text):
+        raise invalid(field, "URL inputs are disabled on this server; send the image file's bytes as Base64")
     if text.startswith("data:") and "," in text[:100]:
         text = text.split(",", 1)[1]  # tolerate a data: URI prefix
     if "\n" in text or "\r" in text:
@@ -87,7 +93,18 @@ def check_image(data: bytes, limits: ServingSettings, field: str = "image") -> I
     return header
 
 
-def image_from_field(value: str, limits: ServingSettings, field: str = "image") -> bytes:
-    data = decode_base64_field(value, field)
-    check_image(data, limits, field)
-    return data
+class ImageLoader:
+    """Base64 or (when a fetcher is given) URL -> bytes that passed the gate."""
+
+    def __init__(self, limits: ServingSettings, fetch: Fetcher | None = None) -> None:
+        self.limits = limits
+        self.fetch = fetch
+
+    async def load(self, value: str, field: str = "image") -> bytes:
+        text = value.strip()
+        if self.fetch is not None and is_url(text):
+            data = await self.fetch(text)
+        else:
+            data = decode_base64_field(text, field)
+        check_image(data, self.limits, field)
+        return data

@@ -6,6 +6,7 @@ the request parser, the image gate and the worker's decoder in-process.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import struct
@@ -21,7 +22,7 @@ from PIL import Image
 
 from pxserve.shared.config import ServingSettings, load_pipeline_config
 from pxserve.shared.errors import RequestError
-from pxserve.shared.image_input import check_image
+from pxserve.shared.image_input import ImageLoader, check_image
 from pxserve.shared.pipelines import get_pipeline
 
 LIMITS = {"max_pixels": 4_000_000, "max_side": 3000, "max_aspect_ratio": 10, "max_body_mb": 4}
@@ -163,7 +164,7 @@ def test_request_parser_only_ever_refuses_cleanly(payload: dict) -> None:
 
     try:
         request = PIPELINE.request_model.model_validate(payload)
-        PIPELINE.parse(request)
+        asyncio.run(PIPELINE.parse(request, ImageLoader(PIPELINE.config.Serving)))
     except (ValidationError, RequestError):
         pass
 

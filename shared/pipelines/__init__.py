@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel
 
 from pxserve.shared.config import ConfigError, ModelSettings, PipelineConfig
+from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Outcome, Task
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class Pipeline(ABC):
         )
 
     @abstractmethod
-    def parse(self, request: Any) -> tuple[bytes, dict[str, Any]]:
+    async def parse(self, request: Any, images: ImageLoader) -> tuple[bytes, dict[str, Any]]:
         """Front-side: validated request -> (image bytes, task parameters)."""
 
     @abstractmethod

@@ -15,7 +15,7 @@ import numpy as np
 import pybase64
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from pxserve.shared.image_input import image_from_field
+from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Outcome, Task
 from pxserve.shared.pipelines import Pipeline
 
@@ -38,7 +38,7 @@ class ImageClassificationRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     image: str = Field(
-        description="Base64 of the image file's bytes",
+        description="Base64 of the image file's bytes, or an http(s) URL where URL inputs are enabled",
         json_schema_extra={"minLength": 1, "contentEncoding": "base64"},
     )
     topk: StrictInt | None = Field(default=None, gt=0)
@@ -66,8 +66,10 @@ class ImageClassification(Pipeline):
     result_model = ImageClassificationResult
     embedded_models = {"EfficientNet-Lite0": "pxserve.workers.default_model"}
 
-    def parse(self, request: ImageClassificationRequest) -> tuple[bytes, dict[str, Any]]:
-        image = image_from_field(request.image, self.config.Serving)
+    async def parse(
+        self, request: ImageClassificationRequest, images: ImageLoader
+    ) -> tuple[bytes, dict[str, Any]]:
+        image = await images.load(request.image)
         topk = request.topk
         if topk is None and request.inferenceParams is not None:
             topk = request.inferenceParams.topK
