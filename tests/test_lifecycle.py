@@ -264,3 +264,23 @@ def test_a_stuck_worker_is_noticed_and_replaced(tiny_model_dir: Path, tmp_path: 
         wait_until(lambda: stuck not in server.workers(), 10, "the stuck worker to be reaped")
     finally:
         stop_and_check_clean(server)
+
+
+def test_request_past_its_deadline_gets_504_and_the_server_recovers(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    serving = {"instances_per_device": 1, "request_timeout_s": 1, "worker_stall_timeout_s": 60}
+    server = start_server(write_config(tmp_path, tiny_model_dir, serving=serving), tmp_path)
+    try:
+        worker = server.workers()[0]
+        os.kill(worker, signal.SIGSTOP)
+        started = time.monotonic()
+        response = server.classify({"image": RED})
+        assert response.status_code == 504 and "deadline" in response.json()["errorMsg"]
+        assert time.monotonic() - started < 5
+        os.kill(worker, signal.SIGCONT)
+        wait_until(
+            lambda: server.classify({"image": RED}).status_code == 200, 30, "the worker to answer again"
+        )
+    finally:
+        stop_and_check_clean(server)
