@@ -47,6 +47,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def infer(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
+    request.app[ENGINE].refuse_if_busy()  # before reading, parsing or fetching anything
     body = await request.read()
     try:
         data = orjson.loads(body)

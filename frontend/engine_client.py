@@ -56,11 +56,15 @@ class EngineClient:
         supervisor.on_lost = self._worker_lost
 
     # -- the public coroutine ---------------------------------------------
-    async def submit(self, image: bytes, params: dict[str, Any]) -> Outcome:
+    def refuse_if_busy(self) -> None:
+        """503 now, before any work is spent on a request that cannot be admitted."""
         if not self.supervisor.ready:
             raise RequestError(503, "not ready: the workers are loading the model")
         if self.admitted >= self.serving.queue_capacity:
             raise RequestError(503, "server is at capacity; retry shortly")
+
+    async def submit(self, image: bytes, params: dict[str, Any]) -> Outcome:
+        self.refuse_if_busy()  # again: the queue may have filled while this request was parsed
         self.admitted += 1
         try:
             async with asyncio.timeout(self.serving.request_timeout_s):
