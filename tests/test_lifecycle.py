@@ -173,6 +173,10 @@ def test_killed_worker_is_replaced_and_service_continues(server: Server) -> None
         assert response.status_code == 200
         assert response.json()["result"]["categories"][0]["name"] == "red"
     assert "exited" in server.logs() and "restarting worker" in server.logs()
+    import requests
+
+    metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert "pxserve_worker_restarts_total 1.0" in metrics
 
 
 def test_workers_exit_when_the_front_dies(server: Server) -> None:
