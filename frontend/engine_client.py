@@ -30,8 +30,6 @@ from pxserve.shared.ring import RecordTooLargeError, RingFullError
 
 log = logging.getLogger("pxserve.engine")
 
-RETRY_AFTER_S = 1
-
 
 class WorkerLostError(Exception):
     """The worker holding a task exited before answering it."""
@@ -162,9 +160,3 @@ class EngineClient:
                 pending.worker = None
                 pending.future.set_exception(WorkerLostError())
         handle.outstanding = 0
-
-    async def drain(self, timeout_s: float) -> None:
-        """Wait (bounded) until every admitted request has been answered."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while self.admitted and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)

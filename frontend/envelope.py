@@ -23,6 +23,7 @@ log = logging.getLogger("pxserve.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOG_ID = "pxserve.log_id"
 MAX_BODY = web.AppKey("max_body_bytes", int)
+RETRY_AFTER_S = 1  # what a 503 tells clients to wait
 JSON = "application/json"
 
 _REASONS = {
@@ -42,7 +43,7 @@ def failure(log_id: str, status: int, message: str) -> web.Response:
     body = orjson.dumps({"logId": log_id, "errorCode": status, "errorMsg": message})
     response = web.Response(status=status, body=body, content_type=JSON)
     if status == 503:
-        response.headers["Retry-After"] = "1"
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
     elif status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response

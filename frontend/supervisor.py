@@ -83,7 +83,6 @@ class Supervisor:
         self.onnx_path = onnx_path
         self.log_level = log_level
         self.workers: dict[int, WorkerHandle] = {}
-        self.restarts = 0
         self.stopping = False
         self.started = False  # every planned worker has loaded the model once
         self._ctx = multiprocess.get_context("spawn")
@@ -236,7 +235,6 @@ class Supervisor:
             ring.close()
 
     def restart(self, handle: WorkerHandle) -> None:
-        self.restarts += 1
         self.on_restart()
         lived = time.monotonic() - handle.started_at
         delay = RESTART_BACKOFF_S if lived < 5.0 else 0.0

@@ -48,10 +48,6 @@ class Task:
         image = memoryview(record)[image_start : image_start + image_len]
         return cls(request_id, params, image)
 
-    @staticmethod
-    def overhead(params: dict[str, Any]) -> int:
-        return _TASK_HEADER.size + len(orjson.dumps(params))
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
