@@ -36,17 +36,19 @@ def test_overload_gets_fast_503s_and_memory_stays_flat(tiny_model_dir: Path, tmp
         results = []
         memory = []
         with ThreadPoolExecutor(max_workers=32) as pool:
-            for _ in range(5):
+            for _ in range(6):
                 results += list(pool.map(ask, range(64)))
                 memory.append(rss_mib(server.pid))
         refused = [r for r in results if r[0] == 503]
         served = [r for r in results if r[0] == 200]
         assert {status for status, _, _ in results} <= {200, 503}
-        assert len(refused) > 0 and len(served) >= 5 * 4
+        assert len(refused) > 0 and len(served) >= 6 * 4
         assert all(retry == "1" for _, _, retry in refused)
         assert np.percentile([t for _, t, _ in refused], 90) < 1.0  # at once, not after a timeout
         assert max(t for _, t, _ in served) < 30  # admitted requests finish, queue is bounded
-        assert memory[-1] - memory[0] < 40, memory  # no growth from burst to burst
+        # RSS after a burst moves with how many bodies happened to be in flight at
+        # once (tens of MiB); a leak of one body per request would add 160 MiB a burst.
+        assert max(memory[2:]) - max(memory[:2]) < 64, memory
         assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
     finally:
         stop_and_check_clean(server)
