@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -107,8 +106,6 @@ class EngineClient:
                 continue
             except RecordTooLargeError:
                 raise RequestError(413, "image is too large for the server's shared-memory buffers") from None
-            if handle.outstanding == 0:
-                handle.last_progress = time.monotonic()  # a busy spell starts now
             handle.outstanding += 1
             pending.worker = handle
             handle.bell.ring()
@@ -138,7 +135,6 @@ class EngineClient:
 
     def _take_outcomes(self, handle: WorkerHandle) -> None:
         while (record := handle.responses.get()) is not None:
-            handle.last_progress = time.monotonic()
             outcome = Outcome.parse(record)
             pending = self._pending.get(outcome.request_id)
             if pending is None or pending.worker is not handle or pending.future.done():

@@ -35,6 +35,13 @@ STOP_GRACE_S = 10.0
 RESTART_BACKOFF_S = 1.0
 
 
+def heartbeat_interval(stall_timeout_s: float) -> float:
+    """How often an idle worker wakes to beat: often enough that a few late
+    beats (a busy machine) never look like a stall, rarely enough to cost
+    nothing measurable."""
+    return min(1.0, stall_timeout_s / 4)
+
+
 class StartupError(RuntimeError):
     """A worker could not load its model; the message says which and why."""
 
@@ -51,11 +58,11 @@ class WorkerHandle:
     bell: Doorbell  # write end: wakes the worker
     reply: Doorbell  # read end: the worker woke us
     status: Any  # multiprocess Connection, read end
+    heartbeat: Any  # shared double: the worker's time.monotonic() at its last beat
     ready: bool = False
     reaped: bool = False
     started_at: float = field(default_factory=time.monotonic)
     outstanding: int = 0  # tasks written to the ring and not yet answered
-    last_progress: float = field(default_factory=time.monotonic)  # last answer, or start of busy spell
 
     @property
     def name(self) -> str:
@@ -130,6 +137,7 @@ class Supervisor:
         responses = Ring.create(f"{tag}-res", self.rings.response_bytes)
         bell, reply = Doorbell.create(), Doorbell.create()
         status_read, status_write = self._ctx.Pipe(duplex=False)
+        heartbeat = self._ctx.Value("d", 0.0, lock=False)  # one writer, one reader: no lock
         spec = WorkerSpec(
             index=slot,
             device=placement.device,
@@ -142,11 +150,12 @@ class Supervisor:
             max_queue_delay_s=placement.max_queue_delay_s,
             request_ring=requests.path.name,
             response_ring=responses.path.name,
+            heartbeat_interval_s=heartbeat_interval(serving.worker_stall_timeout_s),
             log_level=self.log_level,
         )
         process = self._ctx.Process(
             target=worker_main,
-            args=(spec, bell.reader(), reply.writer(), status_write),
+            args=(spec, bell.reader(), reply.writer(), status_write, heartbeat),
             name=f"pxserve-worker-{slot}",
             daemon=True,
         )
@@ -155,7 +164,9 @@ class Supervisor:
         status_write.close()
         bell.close_reader()
         reply.close_writer()
-        handle = WorkerHandle(slot, placement, process, requests, responses, bell, reply, status_read)
+        handle = WorkerHandle(
+            slot, placement, process, requests, responses, bell, reply, status_read, heartbeat
+        )
         self.workers[slot] = handle
         loop = self._loop or asyncio.get_running_loop()
         loop.add_reader(status_read.fileno(), self._on_status, handle)
@@ -247,22 +258,23 @@ class Supervisor:
             self.spawn(slot)
 
     async def watch(self) -> None:
-        """Once a second: replace any worker that holds requests but answers none.
+        """Once a second: replace any ready worker whose heartbeat has stopped.
 
-        A worker stuck in a native call or deadlocked cannot say so itself;
-        the front sees it as outstanding work with no answers. Killing it
-        turns the stall into an ordinary exit: reap, restart, retry.
+        A worker beats from its main loop, idle or not, so a worker stuck in
+        a native call or deadlocked goes silent even when it holds no work
+        (and is replaced before any request is sent to it). Killing it turns
+        the stall into an ordinary exit: reap, restart, retry.
         """
         limit = self.config.Serving.worker_stall_timeout_s
         while not self.stopping:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for handle in list(self.workers.values()):
-                stalled = now - handle.last_progress
-                if handle.ready and handle.outstanding and stalled > limit and handle.process.is_alive():
+                silent = now - handle.heartbeat.value
+                if handle.ready and silent > limit and handle.process.is_alive():
                     log.warning(
-                        "%s made no progress for %.0f s with %d request(s); killing it",
-                        handle.name, stalled, handle.outstanding,
+                        "%s sent no heartbeat for %.0f s (holding %d request(s)); killing it",
+                        handle.name, silent, handle.outstanding,
                     )  # fmt: skip
                     handle.process.kill()
 

@@ -75,7 +75,8 @@ class ServingSettings(BaseModel):
     max_aspect_ratio: PositiveFloat = 20.0
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"])
     url_inputs: UrlInputSettings = Field(default_factory=UrlInputSettings)
-    # A worker holding requests that answers none for this long is replaced.
+    # A worker whose heartbeat stops for this long (stuck in a native call,
+    # deadlocked) is killed and replaced; its requests are retried once.
     worker_stall_timeout_s: PositiveFloat = 30.0
     # API keys (Bearer); PXSERVE_API_KEYS adds more. None: no authentication.
     api_keys: list[str] = Field(default_factory=list)

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import tiny_model
 from conftest import (
     Server,
     children_of,
@@ -91,6 +92,17 @@ def test_a_model_that_cannot_load_stops_startup_cleanly(tmp_path: Path, tiny_mod
     assert "restarting" not in logs
     assert ring_files(server.pid) == []
     wait_until(lambda: not children_of(server.pid), 15, "children to exit")
+
+
+def test_a_model_that_loads_but_cannot_run_stops_startup(tmp_path: Path) -> None:
+    broken = tiny_model.build_mismatched(tmp_path / "FlatNet")
+    server = start_server(write_config(tmp_path, broken, model_name="FlatNet"), tmp_path, wait=False)
+    code = server.process.wait(timeout=120)
+    logs = server.logs()
+    assert code == 1, logs
+    assert re.search(r"pxserve: error: worker \d \(cpu\) could not start: .*warm-up inference", logs), logs
+    assert "inference failed for one image: InvalidArgumentError" in logs  # the engine's reason, in one line
+    assert ring_files(server.pid) == []
 
 
 @pytest.mark.skipif(gpu_usable(False), reason="this machine has a usable GPU")
@@ -264,8 +276,48 @@ def test_a_stuck_worker_is_noticed_and_replaced(tiny_model_dir: Path, tmp_path: 
         answers = ask_many(server, 24, workers=8)
         assert all(status == 200 and top == expected for expected, status, top in answers), answers
         assert time.monotonic() - started < 30
-        assert "made no progress" in server.logs()
+        assert "sent no heartbeat" in server.logs()
         wait_until(lambda: stuck not in server.workers(), 10, "the stuck worker to be reaped")
+    finally:
+        stop_and_check_clean(server)
+
+
+def test_an_idle_stuck_worker_is_replaced_before_work_reaches_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import requests
+
+    config = write_config(
+        tmp_path, tiny_model_dir, serving={"instances_per_device": 1, "worker_stall_timeout_s": 2}
+    )
+    server = start_server(config, tmp_path)
+    try:
+        stuck = server.workers()[0]
+        os.kill(stuck, signal.SIGSTOP)  # no request in flight: only a heartbeat can tell
+        wait_until(lambda: "sent no heartbeat" in server.logs(), 15, "the watchdog to notice")
+        assert "holding 0 request(s)" in server.logs()
+        health = f"{server.url}/health"
+        wait_until(lambda: requests.get(health, timeout=5).status_code == 200, 60, "the replacement")
+        assert stuck not in server.workers()
+        response = server.classify({"image": RED})
+        assert response.status_code == 200 and response.json()["result"]["categories"][0]["name"] == "red"
+    finally:
+        stop_and_check_clean(server)
+
+
+def test_idle_workers_are_not_mistaken_for_stuck_ones(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, tiny_model_dir, serving={"instances_per_device": 2, "worker_stall_timeout_s": 1}
+    )
+    server = start_server(config, tmp_path)
+    try:
+        workers = server.workers()
+        deadline = time.monotonic() + 4  # four watchdog rounds, each past the 1 s limit if beats stopped
+        while time.monotonic() < deadline:
+            assert server.process.poll() is None
+            assert "sent no heartbeat" not in server.logs()
+            time.sleep(0.2)  # polling interval, not synchronisation
+        assert server.workers() == workers
     finally:
         stop_and_check_clean(server)
 

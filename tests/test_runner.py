@@ -40,3 +40,12 @@ def test_a_failing_input_fails_alone(tiny_model_dir: Path) -> None:
     outcomes = runner.run(tasks)
     assert [(o.request_id, o.status) for o in outcomes] == [(1, 200), (2, 500), (3, 200), (4, 422)]
     assert backend.calls == [3, 1, 1, 1]  # the batch, then one by one
+
+
+def test_engine_errors_are_summarised_by_the_line_that_names_them() -> None:
+    from pxserve.shared.errors import summary
+
+    paddle_style = ValueError("In user code:\n\n    InvalidArgumentError: shapes differ\n    [Hint: ...]")
+    assert summary(paddle_style) == "InvalidArgumentError: shapes differ"
+    assert summary(RuntimeError("out of memory\nat frame 3")) == "RuntimeError: out of memory"
+    assert summary(KeyError()) == "KeyError"

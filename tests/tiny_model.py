@@ -83,3 +83,21 @@ def build(target: Path, seed: int = 7) -> Path:
     paddle.jit.save(net, str(target / "inference"), input_spec=[spec])
     (target / "inference.yml").write_text(yaml.safe_dump(inference_spec(), sort_keys=False))
     return target
+
+
+def build_mismatched(target: Path) -> Path:
+    """A model that loads but cannot run: it flattens a 32x32 input into a
+    Linear layer, while its inference.yml crops to 24x24."""
+    import paddle
+    from paddle import nn
+
+    paddle.seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * INPUT_SIZE * INPUT_SIZE, len(LABELS)), nn.Softmax())
+    net.eval()
+    target.mkdir(parents=True, exist_ok=True)
+    spec = paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32", "x")
+    paddle.jit.save(net, str(target / "inference"), input_spec=[spec])
+    inference = inference_spec("FlatNet")
+    inference["PreProcess"]["transform_ops"][1] = {"CropImage": {"size": INPUT_SIZE - 8}}
+    (target / "inference.yml").write_text(yaml.safe_dump(inference, sort_keys=False))
+    return target

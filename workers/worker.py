@@ -1,7 +1,7 @@
 """The worker process: take tasks from its ring, batch, run, answer.
 
 One worker serves one device. It blocks in ``select`` on its doorbell when
-idle (no spinning), merges whatever is waiting into a batch of at most
+idle (no spinning; it wakes only to beat its heartbeat), merges whatever is waiting into a batch of at most
 ``max_batch_size`` (waiting up to ``max_queue_delay`` for more when the
 batch is not full), and writes one outcome per task to its response ring.
 
@@ -23,6 +23,7 @@ from typing import Any
 
 from pxserve.shared.config import PipelineConfig
 from pxserve.shared.devices import Device
+from pxserve.shared.errors import summary
 from pxserve.shared.logs import quiet_engine_logs
 from pxserve.shared.messages import Outcome, Task, WorkerEvent
 from pxserve.shared.ring import Doorbell, RecordTooLargeError, Ring, RingFullError
@@ -45,6 +46,7 @@ class WorkerSpec:
     max_queue_delay_s: float
     request_ring: str
     response_ring: str
+    heartbeat_interval_s: float = 1.0
     log_level: str = "INFO"
 
 
@@ -78,7 +80,14 @@ def _ignore_stop_signals() -> None:
 
 class Worker:
     def __init__(
-        self, spec: WorkerSpec, requests: Ring, responses: Ring, bell: Doorbell, reply: Doorbell, status: Any
+        self,
+        spec: WorkerSpec,
+        requests: Ring,
+        responses: Ring,
+        bell: Doorbell,
+        reply: Doorbell,
+        status: Any,
+        heartbeat: Any,
     ) -> None:
         from pxserve.shared.model_dir import ModelDir
         from pxserve.shared.pipelines import get_pipeline
@@ -90,12 +99,33 @@ class Worker:
         self.bell = bell
         self.reply = reply
         self.status = status  # lifecycle and per-batch statistics for the front
+        self.heartbeat = heartbeat  # shared double the front's watchdog reads
         model = ModelDir.load(spec.model_dir)
         options = BackendOptions(spec.device, spec.cpu_threads, spec.engine, spec.onnx_path)
         backend = create_backend(model, options)
         log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
         self.runner = get_pipeline(spec.config).create_runner(model, backend)
         self.front_alive = True
+
+    def beat(self) -> None:
+        """Tell the front's watchdog this loop is still turning."""
+        self.heartbeat.value = time.monotonic()  # CLOCK_MONOTONIC: the same clock in every process
+
+    def warm_up(self) -> None:
+        """Run the largest and the smallest batch once before saying ready.
+
+        Engines that build or tune kernels per shape (TensorRT, oneDNN) do it
+        now rather than on a client's request, and a model that loads but
+        cannot run stops the server at startup instead of failing every request.
+        """
+        probe = _probe_image()
+        for size in dict.fromkeys((self.spec.max_batch_size, 1)):
+            outcomes = self.runner.run([Task(0, {}, probe)] * size)
+            failed = next((o for o in outcomes if not o.ok), None)
+            if failed is not None:
+                raise RuntimeError(
+                    f"warm-up inference on a test image failed: {failed.message} (see the warning above)"
+                )
 
     def _wait(self, timeout: float | None) -> None:
         """Sleep until the doorbell rings or ``timeout`` passes."""
@@ -108,6 +138,7 @@ class Worker:
         batch: list[Task] = []
         deadline: float | None = None
         while len(batch) < self.spec.max_batch_size:
+            self.beat()
             record = self.requests.get()
             if record is not None:
                 batch.append(Task.parse(record))
@@ -117,7 +148,7 @@ class Worker:
             if not self.front_alive:
                 break
             if not batch:
-                self._wait(None)
+                self._wait(self.spec.heartbeat_interval_s)
                 continue
             remaining = deadline - time.monotonic() if deadline is not None else 0.0
             if remaining <= 0:
@@ -161,19 +192,31 @@ class Worker:
             self.status.send(WorkerEvent("batch", self.spec.index, stats=stats))
 
 
-def worker_main(spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any) -> int:
+def _probe_image() -> bytes:
+    """A small grey PNG for the warm-up run."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def worker_main(spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any, heartbeat: Any) -> int:
     """Process entry point (spawned by the supervisor)."""
     _prepare_process(spec)
     requests = Ring.attach(spec.request_ring)
     responses = Ring.attach(spec.response_ring)
     try:
-        worker = Worker(spec, requests, responses, bell, reply, status)
+        worker = Worker(spec, requests, responses, bell, reply, status, heartbeat)
+        worker.warm_up()
     except Exception as exc:  # report why, in one line, to the front
         log.debug("startup failed", exc_info=True)
-        first_line = (str(exc).strip().splitlines() or [""])[0]  # engines append C++ details
-        status.send(WorkerEvent("failed", spec.index, f"{type(exc).__name__}: {first_line}"))
+        status.send(WorkerEvent("failed", spec.index, summary(exc)))
         return 1
     _ignore_stop_signals()
+    worker.beat()  # before "ready": the watchdog starts counting from it
     status.send(WorkerEvent("ready", spec.index))
     try:
         worker.serve()

@@ -9,15 +9,19 @@ null when visualize is off).
 from __future__ import annotations
 
 import io
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pybase64
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from pxserve.shared.errors import summary
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Outcome, Task
 from pxserve.shared.pipelines import Pipeline
+
+log = logging.getLogger("pxserve.pipelines.image_classification")
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -120,14 +124,17 @@ class ClassificationRunner:
         """Infer the batch; if it fails, retry one by one so one bad input fails alone."""
         try:
             return list(self.backend.infer(batch))
-        except Exception:
+        except Exception as exc:
             if len(ready) == 1:
+                log.warning("inference failed for one image: %s", summary(exc))
                 return [Outcome.failure(tasks[ready[0]].request_id, 500, "inference failed for this image")]
+            log.warning("a batch of %d failed (%s); retrying its images one by one", len(ready), summary(exc))
         results: list[np.ndarray | Outcome] = []
         for row, i in enumerate(ready):
             try:
                 results.append(self.backend.infer(batch[row : row + 1])[0])
-            except Exception:
+            except Exception as exc:
+                log.warning("inference failed for one image: %s", summary(exc))
                 results.append(Outcome.failure(tasks[i].request_id, 500, "inference failed for this image"))
         return results
 
