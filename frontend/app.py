@@ -5,6 +5,8 @@ Handlers only validate and await; all image work happens in workers.
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from aiohttp import web
 from pydantic import ValidationError
@@ -46,24 +48,37 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def infer(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    request.app[ENGINE].refuse_if_busy()  # before reading, parsing or fetching anything
-    body = await request.read()
+    pipeline, engine = request.app[PIPELINE], request.app[ENGINE]
+    async with engine.admission() as deadline:  # 503 before reading, parsing or fetching anything
+        data = await receive_json(request, deadline)
+        try:
+            validated = pipeline.request_model.model_validate(data)
+        except ValidationError as exc:
+            raise RequestError(422, describe_validation_error(exc)) from None
+        image, params = await pipeline.parse(validated, request.app[IMAGES])
+        outcome = await engine.submit(image, params, deadline)
+    if outcome.ok:
+        return success(log_id_of(request), outcome.body)
+    return failure(log_id_of(request), outcome.status, outcome.message)
+
+
+async def receive_json(request: web.Request, deadline: float) -> dict:
+    """The body as a JSON object; a client too slow to send it gets 408, so it
+    cannot hold its place in the queue past the request deadline."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            body = await request.read()
+    except TimeoutError:
+        raise RequestError(408, "request body not received within the request deadline") from None
+    except ConnectionResetError:  # nobody will read this answer; it is for the access log
+        raise RequestError(400, "client closed the connection before sending the whole body") from None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestError(422, f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise RequestError(422, "request body must be a JSON object")
-    try:
-        validated = pipeline.request_model.model_validate(data)
-    except ValidationError as exc:
-        raise RequestError(422, describe_validation_error(exc)) from None
-    image, params = await pipeline.parse(validated, request.app[IMAGES])
-    outcome = await request.app[ENGINE].submit(image, params)
-    if outcome.ok:
-        return success(log_id_of(request), outcome.body)
-    return failure(log_id_of(request), outcome.status, outcome.message)
+    return data
 
 
 def open_paths(serving: ServingSettings) -> set[str]:

@@ -1,8 +1,9 @@
 """The engine client: the front's only way to get work done by workers.
 
-:meth:`EngineClient.submit` is a coroutine that never blocks the loop. It
-admits the request (or refuses at once with 503 when ``queue_capacity`` is
-reached), writes the task into the ring of the least-loaded ready worker,
+:meth:`EngineClient.admission` admits a request before its body is read (or
+refuses at once with 503 when ``queue_capacity`` is reached).
+:meth:`EngineClient.submit` is a coroutine that never blocks the loop: it
+writes the task into the ring of the least-loaded ready worker,
 rings its doorbell and awaits a future. Outcomes arrive when a worker's
 reply doorbell becomes readable; they are matched to futures by request id,
 and ids are never reused, so a late answer can never reach another request.
@@ -15,9 +16,11 @@ once on another worker, then answered 503.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,18 +56,28 @@ class EngineClient:
         supervisor.on_lost = self._worker_lost
 
     # -- the public coroutine ---------------------------------------------
-    def refuse_if_busy(self) -> None:
-        """503 now, before any work is spent on a request that cannot be admitted."""
+    @contextlib.asynccontextmanager
+    async def admission(self) -> AsyncIterator[float]:
+        """Hold one of ``queue_capacity`` places from before the body is read
+        until the answer is ready, so bodies held in memory are bounded too.
+
+        Yields the request's deadline (event-loop time): receiving the body
+        and getting a result must both be done by then.
+        """
         if not self.supervisor.ready:
             raise RequestError(503, "not ready: the workers are loading the model")
         if self.admitted >= self.serving.queue_capacity:
             raise RequestError(503, "server is at capacity; retry shortly")
-
-    async def submit(self, image: bytes, params: dict[str, Any]) -> Outcome:
-        self.refuse_if_busy()  # again: the queue may have filled while this request was parsed
         self.admitted += 1
         try:
-            async with asyncio.timeout(self.serving.request_timeout_s):
+            yield asyncio.get_running_loop().time() + self.serving.request_timeout_s
+        finally:
+            self.admitted -= 1
+
+    async def submit(self, image: bytes, params: dict[str, Any], deadline: float) -> Outcome:
+        """Run one admitted request on a worker; 504 if ``deadline`` passes first."""
+        try:
+            async with asyncio.timeout_at(deadline):
                 try:
                     return await self._run_once(image, params)
                 except WorkerLostError:
@@ -77,8 +90,6 @@ class EngineClient:
             raise RequestError(
                 504, f"no result within the {self.serving.request_timeout_s:g} s request deadline"
             ) from None
-        finally:
-            self.admitted -= 1
 
     async def _run_once(self, image: bytes, params: dict[str, Any]) -> Outcome:
         request_id = next(self._ids)

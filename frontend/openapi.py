@@ -68,6 +68,7 @@ def openapi_document(pipeline: Pipeline, serving: ServingSettings, secured: bool
                 "422": _error("Invalid request; errorMsg names the field"),
                 "500": _error("The engine failed on this input"),
                 "503": _error("Not ready, at capacity, or the worker exited; retry (see Retry-After)"),
+                "408": _error("The body did not arrive within the request deadline"),
                 "504": _error("No result within the request deadline"),
             },
             **guarded(False),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import requests
-from conftest import file_b64, start_server, stop_and_check_clean, write_config
+from conftest import file_b64, image_b64, solid, start_server, stop_and_check_clean, wait_until, write_config
 from PIL import Image
 
 
@@ -50,5 +52,57 @@ def test_overload_gets_fast_503s_and_memory_stays_flat(tiny_model_dir: Path, tmp
         # once (tens of MiB); a leak of one body per request would add 160 MiB a burst.
         assert max(memory[2:]) - max(memory[:2]) < 64, memory
         assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+    finally:
+        stop_and_check_clean(server)
+
+
+def open_slow_upload(server_port: int, declared: int = 100_000) -> socket.socket:
+    """A client that sends its headers and a few bytes of body, then stalls."""
+    sock = socket.create_connection(("127.0.0.1", server_port), timeout=30)
+    head = (
+        "POST /image-classification HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b'{"image": "')
+    return sock
+
+
+def read_status(sock: socket.socket) -> tuple[int, dict]:
+    data = b""
+    while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_slow_uploads_hold_a_place_only_until_the_deadline(tiny_model_dir: Path, tmp_path: Path) -> None:
+    serving = {"instances_per_device": 1, "queue_capacity": 2, "request_timeout_s": 2}
+    server = start_server(write_config(tmp_path, tiny_model_dir, serving=serving), tmp_path)
+    red = {"image": image_b64(solid((220, 30, 30)))}
+    try:
+        slow = [open_slow_upload(server.port) for _ in range(2)]
+        # Bodies still arriving count against queue_capacity: a third request is refused at once.
+        classify = f"{server.url}/image-classification"
+        refused = lambda: requests.post(classify, json=red, timeout=5).status_code == 503  # noqa: E731
+        wait_until(refused, 5, "the slow uploads to fill the queue")
+        started = time.monotonic()
+        for sock in slow:
+            status, body = read_status(sock)
+            assert status == 408 and body["errorCode"] == 408 and "deadline" in body["errorMsg"], body
+            sock.close()
+        assert time.monotonic() - started < 10
+        response = requests.post(classify, json=red, timeout=10)
+        assert response.status_code == 200 and response.json()["result"]["categories"][0]["name"] == "red"
+        # A client that hangs up mid-body frees its place too.
+        quitter = open_slow_upload(server.port)
+        quitter.close()
+        metrics = f"{server.url}/metrics"
+        wait_until(
+            lambda: "pxserve_queue_depth 0.0" in requests.get(metrics, timeout=5).text, 10, "an empty queue"
+        )
+        assert "Traceback" not in server.logs()
     finally:
         stop_and_check_clean(server)
