@@ -124,6 +124,14 @@ class Server:
                 continue
         return found
 
+    def exit_code(self, timeout: float = 120) -> int:
+        """Wait for a server that should stop by itself; never leave one running."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"the server did not exit within {timeout} s:\n{self.logs()}") from None
+
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signum)

@@ -82,7 +82,7 @@ def test_a_model_that_cannot_load_stops_startup_cleanly(tmp_path: Path, tiny_mod
     (broken / "inference.pdiparams").write_bytes(b"not weights")
     config = write_config(tmp_path, broken, serving={"instances_per_device": 2})
     server = start_server(config, tmp_path, wait=False)
-    code = server.process.wait(timeout=120)
+    code = server.exit_code()
     logs = server.logs()
     assert code == 1, logs
     assert "Traceback" not in logs
@@ -97,7 +97,7 @@ def test_a_model_that_cannot_load_stops_startup_cleanly(tmp_path: Path, tiny_mod
 def test_a_model_that_loads_but_cannot_run_stops_startup(tmp_path: Path) -> None:
     broken = tiny_model.build_mismatched(tmp_path / "FlatNet")
     server = start_server(write_config(tmp_path, broken, model_name="FlatNet"), tmp_path, wait=False)
-    code = server.process.wait(timeout=120)
+    code = server.exit_code()
     logs = server.logs()
     assert code == 1, logs
     assert re.search(r"pxserve: error: worker \d \(cpu\) could not start: .*warm-up inference", logs), logs
