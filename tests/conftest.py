@@ -208,5 +208,9 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("work")
 
 
+# Colours the tiny model names correctly, one per label.
+COLORS = {"red": (210, 40, 30), "green": (30, 190, 60), "blue": (40, 50, 220)}
+
+
 def solid(color: tuple[int, int, int], size: tuple[int, int] = (48, 40)) -> Image.Image:
     return Image.new("RGB", size, color)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import (
+    COLORS,
     Server,
     image_b64,
     solid,
@@ -23,8 +24,6 @@ from pxserve.shared.cache import onnx_model_path
 from pxserve.shared.config import ConfigError, parse_hpi_config
 from pxserve.shared.devices import Device, gpu_usable
 from pxserve.shared.model_dir import ModelDir
-
-COLORS = {"red": (210, 40, 30), "green": (30, 190, 60), "blue": (40, 50, 220)}
 
 
 def convert(model_dir: Path) -> Path:

@@ -12,6 +12,7 @@ import pytest
 import requests
 import tiny_model
 from conftest import (
+    COLORS,
     Server,
     file_b64,
     image_b64,
@@ -21,8 +22,6 @@ from conftest import (
     write_config,
 )
 from PIL import Image
-
-COLORS = {"red": (210, 40, 30), "green": (30, 190, 60), "blue": (40, 50, 220)}
 
 
 @pytest.fixture(scope="module")
