@@ -296,7 +296,8 @@ def test_an_idle_stuck_worker_is_replaced_before_work_reaches_it(
         os.kill(stuck, signal.SIGSTOP)  # no request in flight: only a heartbeat can tell
         wait_until(lambda: "sent no heartbeat" in server.logs(), 15, "the watchdog to notice")
         assert "holding 0 request(s)" in server.logs()
-        health = f"{server.url}/health"
+        wait_until(lambda: "restarting worker" in server.logs(), 15, "the killed worker to be reaped")
+        health = f"{server.url}/health"  # 503 until the replacement has loaded the model
         wait_until(lambda: requests.get(health, timeout=5).status_code == 200, 60, "the replacement")
         assert stuck not in server.workers()
         response = server.classify({"image": RED})

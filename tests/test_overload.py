@@ -97,12 +97,14 @@ def test_slow_uploads_hold_a_place_only_until_the_deadline(tiny_model_dir: Path,
         response = requests.post(classify, json=red, timeout=10)
         assert response.status_code == 200 and response.json()["result"]["categories"][0]["name"] == "red"
         # A client that hangs up mid-body frees its place too.
-        quitter = open_slow_upload(server.port)
-        quitter.close()
         metrics = f"{server.url}/metrics"
-        wait_until(
-            lambda: "pxserve_queue_depth 0.0" in requests.get(metrics, timeout=5).text, 10, "an empty queue"
-        )
+        depth = lambda: requests.get(metrics, timeout=5).text  # noqa: E731
+        quitter = open_slow_upload(server.port)
+        wait_until(lambda: "pxserve_queue_depth 1.0" in depth(), 10, "the upload to be admitted")
+        quitter.close()
+        hung_up = '"POST /image-classification" 400'  # in the access log; nobody reads the answer
+        wait_until(lambda: hung_up in server.logs(), 10, "the hang-up to be noticed")
+        wait_until(lambda: "pxserve_queue_depth 0.0" in depth(), 10, "its place to be given back")
         assert "Traceback" not in server.logs()
     finally:
         stop_and_check_clean(server)
