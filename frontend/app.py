@@ -35,8 +35,8 @@ async def health(request: web.Request) -> web.Response:
     supervisor = request.app[ENGINE].supervisor
     if supervisor.ready:
         return message(log_id_of(request), 200, "Healthy")
-    loaded = sum(h.ready for h in supervisor.workers.values())
-    return failure(log_id_of(request), 503, f"Not ready: {loaded} of {len(supervisor.plan)} workers loaded")
+    loaded = f"{supervisor.ready_count} of {len(supervisor.plan)}"
+    return failure(log_id_of(request), 503, f"Not ready: {loaded} workers loaded")
 
 
 async def openapi(request: web.Request) -> web.Response:

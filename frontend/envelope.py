@@ -61,8 +61,7 @@ def log_id_of(request: web.Request) -> str:
 
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    log_id = request.get(LOG_ID) or str(uuid.uuid4())
-    request[LOG_ID] = log_id
+    log_id = request[LOG_ID] = log_id_of(request)
     try:
         return await handler(request)
     except RequestError as exc:

@@ -1,8 +1,9 @@
 """Bringing a server up and down: model, socket, workers, HTTP, signals.
 
 Order matters for the user: the port is claimed first (a busy port fails in
-a second, not after loading models), then the model is found or built,
-then workers load it, and only then does HTTP start answering.
+a second, not after loading models), then the model is found or built, then
+HTTP starts answering (/health says 503 "not ready" and inference requests
+get 503) while workers load it, and it serves once every worker is ready.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def return_large_buffers_to_the_os() -> None:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Claim the port now; listening starts only when workers are ready, so
-    no client connects to a server that cannot answer yet."""
+    """Claim the port before the slow steps, so a busy port fails at once;
+    :func:`serve` starts listening on it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -160,7 +161,7 @@ async def serve(
     engine = EngineClient(supervisor, pipeline.config.Serving)
     telemetry = Metrics()
     telemetry.track_queue(lambda: engine.admitted)
-    telemetry.track_workers(lambda: sum(h.ready for h in supervisor.workers.values()))
+    telemetry.track_workers(lambda: supervisor.ready_count)
     supervisor.on_batch = telemetry.observe_batch
     supervisor.on_restart = telemetry.worker_restarts.inc
     runner = web.AppRunner(

@@ -104,9 +104,14 @@ class Supervisor:
         self.on_restart: Callable[[], None] = lambda: None
 
     @property
+    def ready_count(self) -> int:
+        """Workers that have loaded the model and can take work now."""
+        return sum(h.ready for h in self.workers.values())
+
+    @property
     def ready(self) -> bool:
         """Serving: startup finished and at least one worker can take work."""
-        return self.started and not self.stopping and any(h.ready for h in self.workers.values())
+        return self.started and not self.stopping and self.ready_count > 0
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -124,8 +129,7 @@ class Supervisor:
                 await asyncio.wait_for(asyncio.shield(self._startup), timeout=15.0)
                 break
             except TimeoutError:
-                ready = sum(h.ready for h in self.workers.values())
-                log.info("still loading the model: %d of %d workers ready", ready, len(self.plan))
+                log.info("still loading the model: %d of %d workers ready", self.ready_count, len(self.plan))
         self.started = True
         log.info("all %d workers ready in %.1f s", len(self.plan), time.monotonic() - started)
 

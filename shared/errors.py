@@ -21,7 +21,7 @@ def invalid(field: str, message: str) -> RequestError:
     return RequestError(422, f"{field}: {message}")
 
 
-def summary(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """One log line for an engine error.
 
     Engines wrap the useful part in pages of context: Paddle starts with

@@ -43,9 +43,9 @@ def test_a_failing_input_fails_alone(tiny_model_dir: Path) -> None:
 
 
 def test_engine_errors_are_summarised_by_the_line_that_names_them() -> None:
-    from pxserve.shared.errors import summary
+    from pxserve.shared.errors import one_line
 
     paddle_style = ValueError("In user code:\n\n    InvalidArgumentError: shapes differ\n    [Hint: ...]")
-    assert summary(paddle_style) == "InvalidArgumentError: shapes differ"
-    assert summary(RuntimeError("out of memory\nat frame 3")) == "RuntimeError: out of memory"
-    assert summary(KeyError()) == "KeyError"
+    assert one_line(paddle_style) == "InvalidArgumentError: shapes differ"
+    assert one_line(RuntimeError("out of memory\nat frame 3")) == "RuntimeError: out of memory"
+    assert one_line(KeyError()) == "KeyError"

@@ -1,9 +1,10 @@
 """The worker process: take tasks from its ring, batch, run, answer.
 
 One worker serves one device. It blocks in ``select`` on its doorbell when
-idle (no spinning; it wakes only to beat its heartbeat), merges whatever is waiting into a batch of at most
-``max_batch_size`` (waiting up to ``max_queue_delay`` for more when the
-batch is not full), and writes one outcome per task to its response ring.
+idle (no spinning; it wakes only to beat its heartbeat), merges whatever is
+waiting into a batch of at most ``max_batch_size`` (waiting up to
+``max_queue_delay`` for more when the batch is not full), and writes one
+outcome per task to its response ring.
 
 The front stops a worker by closing the request doorbell: the worker sees
 end-of-file, finishes the batch in hand and exits. If the front dies, the
@@ -12,6 +13,7 @@ same end-of-file arrives, so no worker outlives it.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import select
@@ -23,7 +25,7 @@ from typing import Any
 
 from pxserve.shared.config import PipelineConfig
 from pxserve.shared.devices import Device
-from pxserve.shared.errors import summary
+from pxserve.shared.errors import one_line
 from pxserve.shared.logs import quiet_engine_logs
 from pxserve.shared.messages import Outcome, Task, WorkerEvent
 from pxserve.shared.ring import Doorbell, RecordTooLargeError, Ring, RingFullError
@@ -194,8 +196,6 @@ class Worker:
 
 def _probe_image() -> bytes:
     """A small grey PNG for the warm-up run."""
-    import io
-
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -213,7 +213,7 @@ def worker_main(spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any, 
         worker.warm_up()
     except Exception as exc:  # report why, in one line, to the front
         log.debug("startup failed", exc_info=True)
-        status.send(WorkerEvent("failed", spec.index, summary(exc)))
+        status.send(WorkerEvent("failed", spec.index, one_line(exc)))
         return 1
     _ignore_stop_signals()
     worker.beat()  # before "ready": the watchdog starts counting from it

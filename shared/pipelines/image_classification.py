@@ -16,7 +16,7 @@ import numpy as np
 import pybase64
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from pxserve.shared.errors import summary
+from pxserve.shared.errors import one_line
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Outcome, Task
 from pxserve.shared.pipelines import Pipeline
@@ -126,15 +126,15 @@ class ClassificationRunner:
             return list(self.backend.infer(batch))
         except Exception as exc:
             if len(ready) == 1:
-                log.warning("inference failed for one image: %s", summary(exc))
+                log.warning("inference failed for one image: %s", one_line(exc))
                 return [Outcome.failure(tasks[ready[0]].request_id, 500, "inference failed for this image")]
-            log.warning("a batch of %d failed (%s); retrying its images one by one", len(ready), summary(exc))
+            log.warning("a batch of %d failed (%s); retrying one by one", len(ready), one_line(exc))
         results: list[np.ndarray | Outcome] = []
         for row, i in enumerate(ready):
             try:
                 results.append(self.backend.infer(batch[row : row + 1])[0])
             except Exception as exc:
-                log.warning("inference failed for one image: %s", summary(exc))
+                log.warning("inference failed for one image: %s", one_line(exc))
                 results.append(Outcome.failure(tasks[i].request_id, 500, "inference failed for this image"))
         return results
 
