@@ -119,6 +119,8 @@ class EngineClient:
                 raise RequestError(413, "image is too large for the server's shared-memory buffers") from None
             handle.outstanding += 1
             pending.worker = handle
+            # A worker that died a moment ago is not reaped yet: its bell is
+            # broken, and the task just written is retried once it is reaped.
             handle.bell.ring()
             return True
         return False

@@ -211,9 +211,20 @@ class Doorbell:
     def writer(self) -> Doorbell:
         return Doorbell(write_fd=self.write_fd)
 
-    def ring(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # a full pipe already means "wake up"
+    def ring(self) -> bool:
+        """Wake the reader; False if it has gone (its process died).
+
+        A reader that has just died is noticed by its owner's supervisor a
+        moment later; until then, ringing it must not raise, or a request
+        sent in that moment fails instead of being retried elsewhere.
+        """
+        try:
             os.write(self.write_fd, b"\x01")
+        except BlockingIOError:  # a full pipe already means "wake up"
+            pass
+        except BrokenPipeError:
+            return False
+        return True
 
     def drain(self) -> bool:
         """Consume pending wake-ups; return False once the writer is gone."""

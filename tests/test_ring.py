@@ -114,6 +114,33 @@ def test_doorbell_reports_when_the_writer_is_gone() -> None:
     bell.close()
 
 
+def _hold_until_killed(bell: Doorbell) -> None:
+    import time
+
+    time.sleep(120)  # killed by the test long before this
+
+
+def test_ringing_a_reader_that_was_killed_reports_it_instead_of_raising() -> None:
+    """A worker SIGKILLed under load is not reaped at once; a request sent to
+    it in that moment must be retried, not answered 500 (BrokenPipeError)."""
+    import signal
+
+    bell = Doorbell.create()
+    ctx = multiprocess.get_context("spawn")
+    reader = ctx.Process(target=_hold_until_killed, args=(bell.reader(),))
+    reader.start()
+    bell.close_reader()  # as the supervisor does: only the worker holds the read end
+    try:
+        assert bell.ring() is True
+        os.kill(reader.pid, signal.SIGKILL)
+        reader.join(timeout=30)
+        assert reader.exitcode == -signal.SIGKILL
+        assert bell.ring() is False
+        assert bell.ring() is False  # and again: nothing raises, nothing blocks
+    finally:
+        bell.close()
+
+
 def test_task_and_outcome_round_trip() -> None:
     task = Task(2**40, {"topk": 3, "visualize": True}, b"\xff\xd8image")
     parsed = Task.parse(b"".join(task.frame()))

@@ -164,7 +164,10 @@ class Worker:
                 self._put(outcome)
             except RecordTooLargeError:
                 self._put(Outcome.failure(outcome.request_id, 500, "result too large for the response ring"))
-        self.reply.ring()
+            if not self.front_alive:
+                return
+        if not self.reply.ring():
+            self.front_alive = False
 
     def _put(self, outcome: Outcome) -> None:
         while True:
@@ -173,7 +176,9 @@ class Worker:
                 return
             except RingFullError:
                 # The front drains continuously; only a stalled front gets here.
-                self.reply.ring()
+                if not self.reply.ring():
+                    self.front_alive = False  # nobody will read it: stop after this batch
+                    return
                 time.sleep(0.001)
 
     def serve(self) -> None:
