@@ -37,11 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pxserve",
         description="Serve a PaddleX pipeline over HTTP (PaddleX-compatible API).",
     )
-    parser.add_argument("--serve", action="store_true", help="start the HTTP server (required)")
+    parser.add_argument("--serve", action="store_true", help="start the HTTP server")
+    parser.add_argument(
+        "--install",
+        nargs="*",
+        metavar="PLUGIN",
+        help="accepted for PaddleX compatibility (`--install serving`); pxserve needs no plugin",
+    )
+    parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="build the pipeline's embedded models and ONNX conversions into the cache, then exit"
+        " (for container images and init steps; no port, no workers)",
+    )
     parser.add_argument("--pipeline", help="pipeline name (e.g. image_classification) or a YAML path")
     parser.add_argument("--device", help="cpu, gpu, gpu:N or gpu:N,M (default: gpu if usable, else cpu)")
     parser.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("PXSERVE_PORT", "8080"),
+        help="port (default $PXSERVE_PORT, else 8080)",
+    )
     parser.add_argument("--use_hpip", action="store_true", help="use the high-performance backend")
     parser.add_argument("--hpi_config", help="high-performance inference settings, a Python dict literal")
     parser.add_argument("--serial_number", help="accepted for PaddleX compatibility; not needed")
@@ -60,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.install is not None:
+        plugins = " ".join(args.install) or "serving"
+        print(f"pxserve: nothing to install for {plugins}: serving is built in", file=sys.stderr)
+        return 0
+    if args.prepare:
+        return prepare(args)
     if not args.serve:
         raise ConfigError("pxserve only serves: pass --serve --pipeline NAME")
     if not args.pipeline:
@@ -94,6 +117,19 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(serve(pipeline, model, plan, rings, sock, options))
     finally:
         sock.close()
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """Do the slow first-start steps now, so a read-only image starts at once."""
+    if not args.pipeline:
+        raise ConfigError("--prepare needs --pipeline (a name such as image_classification, or a YAML path)")
+    hpi = parse_hpi_config(args.hpi_config)  # a bad --hpi_config fails here as it would at --serve
+    pipeline = get_pipeline(load_pipeline_config(args.pipeline))
+    model = prepare_model(pipeline)
+    log.info("model %s ready at %s", model.model_name, model.path)
+    if args.use_hpip and hpi.backend != "paddle":
+        prepare_onnx(model)
     return 0
 
 

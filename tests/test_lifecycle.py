@@ -32,10 +32,11 @@ from pxserve.shared.devices import gpu_usable
 RED = image_b64(solid((220, 30, 30)))
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pxserve", *args], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
+        [sys.executable, "-m", "pxserve", *args],
+        capture_output=True, text=True, timeout=120, cwd=cwd, env={**os.environ, **(env or {})},
+    )  # fmt: skip
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, pattern: str) -> None:
@@ -74,6 +75,28 @@ def test_busy_port_fails_fast_and_licence_flags_are_accepted(tmp_path: Path, tin
     assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}")
     assert time.monotonic() - started < 60  # before any model loads
     assert "needs no licence" in result.stderr
+
+
+def test_paddlex_install_step_is_accepted_and_says_nothing_is_needed(tmp_path: Path) -> None:
+    result = run_cli("--install", "serving", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "pxserve: nothing to install for serving: serving is built in"
+
+
+def test_prepare_builds_the_onnx_conversion_into_the_cache_and_exits(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """What a container image runs at build time, so it can start read-only."""
+    config = write_config(tmp_path, tiny_model_dir)
+    cache = {"PXSERVE_CACHE_DIR": str(tmp_path / "cache")}
+    first = run_cli("--prepare", "--pipeline", str(config), "--use_hpip", cwd=tmp_path, env=cache)
+    assert first.returncode == 0, first.stderr
+    assert "converted in" in first.stderr
+    assert len(list((tmp_path / "cache").glob("onnx/TinyColorNet-*/inference.onnx"))) == 1
+    again = run_cli("--prepare", "--pipeline", str(config), "--use_hpip", cwd=tmp_path, env=cache)
+    assert again.returncode == 0 and "using the cached ONNX conversion" in again.stderr
+    assert "listening" not in first.stderr + again.stderr  # no port, no workers
+    assert_one_line_error(run_cli("--prepare", cwd=tmp_path), "--prepare needs --pipeline")
 
 
 def test_a_model_that_cannot_load_stops_startup_cleanly(tmp_path: Path, tiny_model_dir: Path) -> None:
