@@ -39,6 +39,16 @@ async def health(request: web.Request) -> web.Response:
     return failure(log_id_of(request), 503, f"Not ready: {loaded} workers loaded")
 
 
+async def live(request: web.Request) -> web.Response:
+    """Liveness: 200 whenever the event loop answers, loading or busy.
+
+    For orchestrators' liveness probes, which must not kill a server that is
+    still loading its models (/health is 503 then) or busy with requests.
+    Stuck workers are the supervisor's watchdog's job, not the probe's.
+    """
+    return message(log_id_of(request), 200, "Alive")
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
@@ -83,7 +93,7 @@ async def receive_json(request: web.Request, deadline: float) -> dict:
 
 def open_paths(serving: ServingSettings) -> set[str]:
     """Routes that need no API key, as configured."""
-    paths = {"/openapi.json"}
+    paths = {"/openapi.json", "/livez"}
     if not serving.auth_health:
         paths.add("/health")
     if not serving.auth_metrics:
@@ -112,6 +122,7 @@ def create_app(pipeline: Pipeline, engine: EngineClient, telemetry: Metrics) -> 
     app[IMAGES] = ImageLoader(serving, fetcher)
     app[OPENAPI] = orjson.dumps(openapi_document(pipeline, serving, secured=bool(keys)))
     app.router.add_get("/health", health)
+    app.router.add_get("/livez", live)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_post(pipeline.route, infer)

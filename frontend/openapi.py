@@ -90,6 +90,13 @@ def openapi_document(pipeline: Pipeline, serving: ServingSettings, secured: bool
                     **guarded(not serving.auth_health),
                 }
             },
+            "/livez": {
+                "get": {
+                    "summary": "Liveness: 200 while the server process answers, loading or not",
+                    "operationId": "live",
+                    "responses": {"200": _json(_envelope(), "Alive")},
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",

@@ -36,6 +36,7 @@ def test_api_keys_guard_inference_and_metrics_not_health(tiny_model_dir: Path, t
             )
             assert answered.status_code == 200, key
         assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+        assert requests.get(f"{server.url}/livez", timeout=5).status_code == 200  # probes send no key
         assert requests.get(f"{server.url}/metrics", timeout=5).status_code == 401
         metrics = requests.get(f"{server.url}/metrics", headers={"Authorization": "Bearer other"}, timeout=5)
         assert metrics.status_code == 200 and "pxserve_requests_total" in metrics.text

@@ -229,10 +229,13 @@ def test_health_says_not_ready_until_workers_have_loaded(tiny_model_dir: Path, t
     config = write_config(tmp_path, tiny_model_dir, serving={"instances_per_device": 2})
     server = start_server(config, tmp_path, wait=False)
     seen: list[tuple[int, str]] = []
+    alive_while_loading: list[int] = []  # /livez: what a liveness probe sees meanwhile
 
     def observe() -> bool:
         try:
             response = requests.get(f"{server.url}/health", timeout=2)
+            if response.status_code == 503:
+                alive_while_loading.append(requests.get(f"{server.url}/livez", timeout=2).status_code)
         except requests.RequestException:
             return False
         seen.append((response.status_code, response.json()["errorMsg"]))
@@ -242,6 +245,7 @@ def test_health_says_not_ready_until_workers_have_loaded(tiny_model_dir: Path, t
         wait_until(observe, 120, "the server to become ready", interval=0.05)
         assert seen[0][0] == 503 and seen[0][1].startswith("Not ready"), seen[:3]
         assert seen[-1] == (200, "Healthy")
+        assert alive_while_loading and set(alive_while_loading) == {200}
         assert server.classify({"image": RED}).status_code == 200
     finally:
         stop_and_check_clean(server)
