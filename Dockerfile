@@ -59,11 +59,14 @@ COPY --from=build /opt/pxserve /opt/pxserve
 # GPU variant: let the loader find the CUDA libraries that came as wheels.
 RUN cp /opt/pxserve/nvidia-libs.conf /etc/ld.so.conf.d/pxserve-nvidia.conf && ldconfig
 
+# A read-only root has no writable /tmp, but /dev/shm is always a writable
+# tmpfs; Python libraries only need a little temporary space at import.
 ENV PATH=/opt/pxserve/bin:$PATH \
     PXSERVE_CACHE_DIR=/opt/pxserve/cache \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/tmp
+    HOME=/tmp \
+    TMPDIR=/dev/shm
 USER 10001
 EXPOSE 8080
 # Signals go to tini (PID 1), which passes them to pxserve and reaps orphans.
