@@ -70,6 +70,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def answered_by(record: dict) -> str:
+    """The backend that gave the final answer (nginx lists every one it tried)."""
+    return record["upstream"].split(",")[-1].strip()
+
+
 def report(out: str, events_path: str) -> int:
     with open(out) as stream:
         records = sorted(json.load(stream), key=lambda r: r["t"])
@@ -96,18 +101,16 @@ def report(out: str, events_path: str) -> int:
         counts: dict[str, int] = {}
         for r in ok:
             if begin <= r["t"] < end:
-                backend = r["upstream"].split(",")[-1].strip() or "?"
+                backend = answered_by(r) or "?"
                 counts[backend] = counts.get(backend, 0) + 1
         shown = ", ".join(f"{b} {n}" for b, n in sorted(counts.items()))
         print(f"  after {name:>16}: {shown}")
-    healthy = True
-    if failed:
-        healthy = False
+    healthy = not failed
     for name, when in events.items():
         if not name.endswith(" ready"):
             continue
         backend = name.split()[0]
-        served = [r for r in ok if r["t"] >= when and r["upstream"].split(",")[-1].strip() == backend]
+        served = [r for r in ok if r["t"] >= when and answered_by(r) == backend]
         if served:
             print(f"{backend} served again {served[0]['t'] - when:.1f} s after it was ready "
                   f"({len(served)} answers after that)")  # fmt: skip
