@@ -21,12 +21,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from pxserve.frontend import placement
 from pxserve.frontend.app import open_paths
 from pxserve.frontend.metrics import Metrics
-from pxserve.frontend.placement import MAX_AUTO_CPU_WORKERS, SHM_HEADROOM, size_rings
+from pxserve.frontend.placement import SHM_HEADROOM, plan_workers, size_rings
 from pxserve.frontend.server import DRAIN_GRACE_S
 from pxserve.frontend.supervisor import STOP_GRACE_S
-from pxserve.shared.config import MiB, load_pipeline_config
+from pxserve.shared.config import MiB, ServingSettings, load_pipeline_config
+from pxserve.shared.devices import parse_devices
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -94,13 +96,15 @@ def served_pipeline(resources: list[dict[str, Any]], tmp_path: Path):
     return load_pipeline_config(str(path))
 
 
-def planned_workers(resources: list[dict[str, Any]]) -> int:
-    """How many workers pxserve starts in this pod (see placement.plan_workers)."""
+def planned_workers(resources: list[dict[str, Any]], serving: ServingSettings) -> int:
+    """How many workers pxserve starts in this pod: its own plan_workers, told
+    the cores the pod's CPU limit gives it (the cgroup quota it reads)."""
     args = container(resources)["args"]
-    limits = container(resources)["resources"]["limits"]
-    if "--device" in args and args[args.index("--device") + 1].startswith("gpu"):
-        return int(limits["nvidia.com/gpu"])
-    return min(int(quantity(limits["cpu"])), MAX_AUTO_CPU_WORKERS)
+    device = args[args.index("--device") + 1] if "--device" in args else "cpu"
+    cores = int(quantity(container(resources)["resources"]["limits"]["cpu"]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(placement, "usable_cpu_count", lambda: cores)
+        return len(plan_workers(parse_devices(device), serving))
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -160,7 +164,7 @@ def test_dev_shm_is_memory_backed_and_holds_the_rings(overlay, tmp_path: Path) -
     assert volume["emptyDir"]["medium"] == "Memory"
     shm = int(quantity(volume["emptyDir"]["sizeLimit"]))
     serving = served_pipeline(resources, tmp_path).Serving
-    workers = planned_workers(resources)
+    workers = planned_workers(resources, serving)
     wanted = (int(serving.request_ring_mb * MiB), int(serving.response_ring_mb * MiB))
     rings = size_rings(workers, serving, shm)  # raises if they cannot fit at all
     assert (rings.request_bytes, rings.response_bytes) == wanted, "rings would be shrunk"
@@ -176,7 +180,7 @@ def test_resources_match_the_worker_count(overlay, tmp_path: Path) -> None:
     assert requests == limits
     cpu = quantity(limits["cpu"])
     assert cpu == int(cpu) and cpu >= 1, "whole cores: one worker per core"
-    workers = planned_workers(resources)
+    workers = planned_workers(resources, served_pipeline(resources, tmp_path).Serving)
     shm = quantity(shm_volume(resources)["emptyDir"]["sizeLimit"])
     assert quantity(limits["memory"]) >= FRONT_MEMORY + workers * WORKER_MEMORY + shm
     args = spec["args"]
