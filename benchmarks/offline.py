@@ -38,12 +38,13 @@ def _runner(pipeline_name: str, model_dir: str, engine: str, onnx_path: str | No
         os.environ[var] = str(threads)
     os.environ.setdefault("GLOG_minloglevel", "2")
     from pxserve.shared.model_dir import ModelDir
-    from pxserve.shared.pipelines import get_pipeline
+    from pxserve.shared.pipelines import LoadedModel, get_pipeline
     from pxserve.workers.backends import BackendOptions, create_backend
 
     model = ModelDir.load(model_dir)
     backend = create_backend(model, BackendOptions(Device("cpu"), threads, engine, onnx_path))
-    return get_pipeline(load_pipeline_config(pipeline_name)).create_runner(model, backend)
+    pipeline = get_pipeline(load_pipeline_config(pipeline_name))
+    return pipeline.create_runner({pipeline.sub_module: LoadedModel(model, backend)})
 
 
 def _worker(args: tuple, barrier, results) -> None:

@@ -65,8 +65,8 @@ async def infer(request: web.Request) -> web.Response:
             validated = pipeline.request_model.model_validate(data)
         except ValidationError as exc:
             raise RequestError(422, describe_validation_error(exc)) from None
-        image, params = await pipeline.parse(validated, request.app[IMAGES])
-        outcome = await engine.submit(image, params, deadline)
+        task = await pipeline.parse(validated, request.app[IMAGES])
+        outcome = await engine.submit(task, deadline)
     if outcome.ok:
         return success(log_id_of(request), outcome.body)
     return failure(log_id_of(request), outcome.status, outcome.message)

@@ -20,8 +20,7 @@ from pxserve.frontend.server import (
     ServerOptions,
     bind_socket,
     plan_rings,
-    prepare_model,
-    prepare_onnx,
+    prepare_models,
     serve,
 )
 from pxserve.frontend.supervisor import StartupError
@@ -96,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_pipeline_config(args.pipeline)
     pipeline = get_pipeline(config)
+    pipeline.check_startup()
     onnx = engine != "paddle"
     device_spec = args.device or default_device(onnx)
     devices = parse_devices(device_spec)
@@ -110,11 +110,10 @@ def run(args: argparse.Namespace) -> int:
     sock = bind_socket(args.host, args.port)
     log.info("Started server process [%d]", os.getpid())
     try:
-        model = prepare_model(pipeline)
-        log.info("pipeline %s, model %s from %s", config.pipeline_name, model.model_name, model.path)
-        onnx_path = prepare_onnx(model) if onnx else None
-        options = ServerOptions(args.host, args.port, engine, onnx_path, args.log_level)
-        asyncio.run(serve(pipeline, model, plan, rings, sock, options))
+        log.info("pipeline %s", config.pipeline_name)
+        models = prepare_models(pipeline, engine)
+        options = ServerOptions(args.host, args.port, args.log_level)
+        asyncio.run(serve(pipeline, models, plan, rings, sock, options))
     finally:
         sock.close()
     return 0
@@ -126,10 +125,8 @@ def prepare(args: argparse.Namespace) -> int:
         raise ConfigError("--prepare needs --pipeline (a name such as image_classification, or a YAML path)")
     hpi = parse_hpi_config(args.hpi_config)  # a bad --hpi_config fails here as it would at --serve
     pipeline = get_pipeline(load_pipeline_config(args.pipeline))
-    model = prepare_model(pipeline)
-    log.info("model %s ready at %s", model.model_name, model.path)
-    if args.use_hpip and hpi.backend != "paddle":
-        prepare_onnx(model)
+    pipeline.check_startup()
+    prepare_models(pipeline, hpi.backend if args.use_hpip else "paddle")
     return 0
 
 

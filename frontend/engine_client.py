@@ -11,6 +11,12 @@ and ids are never reused, so a late answer can never reach another request.
 When a ring is full the task waits in a FIFO backlog that is flushed as
 answers free space. When a worker dies, its unanswered tasks are retried
 once on another worker, then answered 503.
+
+A stage that answers with a fan-out (see shared/messages.py) has its child
+tasks dispatched like any other, each to the least-loaded worker, and its
+continuation sent once they have all answered. So the pages of one PDF, or
+the text lines of one page, run on every worker at once, and are batched
+there with other requests' work of the same stage.
 """
 
 from __future__ import annotations
@@ -22,12 +28,11 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from pxserve.frontend.supervisor import Supervisor, WorkerHandle
 from pxserve.shared.config import ServingSettings
 from pxserve.shared.errors import RequestError
-from pxserve.shared.messages import Outcome, Task
+from pxserve.shared.messages import FAN_OUT, FanOut, Outcome, Task
 from pxserve.shared.ring import RecordTooLargeError, RingFullError
 
 log = logging.getLogger("pxserve.engine")
@@ -74,26 +79,45 @@ class EngineClient:
         finally:
             self.admitted -= 1
 
-    async def submit(self, image: bytes, params: dict[str, Any], deadline: float) -> Outcome:
-        """Run one admitted request on a worker; 504 if ``deadline`` passes first."""
+    async def submit(self, task: Task, deadline: float) -> Outcome:
+        """Run one admitted request to its final outcome; 504 if ``deadline`` passes first."""
         try:
             async with asyncio.timeout_at(deadline):
-                try:
-                    return await self._run_once(image, params)
-                except WorkerLostError:
-                    log.warning("retrying a request whose worker exited")
-                    try:
-                        return await self._run_once(image, params)
-                    except WorkerLostError:
-                        raise RequestError(503, "the worker processing this request exited; retry") from None
+                return await self._complete(task)
         except TimeoutError:
             raise RequestError(
                 504, f"no result within the {self.serving.request_timeout_s:g} s request deadline"
             ) from None
 
-    async def _run_once(self, image: bytes, params: dict[str, Any]) -> Outcome:
+    async def _complete(self, task: Task) -> Outcome:
+        """Run a task, and the children and continuation of any fan-out it answers."""
+        outcome = await self._run_retrying(task)
+        while outcome.status == FAN_OUT:
+            plan = FanOut.decode(outcome.body)
+            children = (self._complete(child) for child in plan.children)
+            answers = await asyncio.gather(*children, return_exceptions=True)
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    raise answer
+            failed = next((a for a in answers if not a.ok), None)
+            if failed is not None:
+                return failed  # e.g. one page of a PDF could not be read
+            outcome = await self._run_retrying(plan.then.with_children([a.body for a in answers]))
+        return outcome
+
+    async def _run_retrying(self, task: Task) -> Outcome:
+        try:
+            return await self._run_once(task)
+        except WorkerLostError:
+            log.warning("retrying a task whose worker exited")
+            try:
+                return await self._run_once(task)
+            except WorkerLostError:
+                raise RequestError(503, "the worker processing this request exited; retry") from None
+
+    async def _run_once(self, task: Task) -> Outcome:
         request_id = next(self._ids)
-        pending = _Pending(Task(request_id, params, image), asyncio.get_running_loop().create_future())
+        pending = _Pending(task.with_id(request_id), asyncio.get_running_loop().create_future())
         self._pending[request_id] = pending
         try:
             if not self._dispatch(pending):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -40,8 +41,12 @@ class Metrics:
             buckets=SECONDS_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.batch_size = Histogram(
-            "pxserve_batch_size", "Requests merged into one inference batch", buckets=BATCH_BUCKETS,
-            registry=self.registry,
+            "pxserve_batch_size", "Tasks (requests, pages, line groups) a worker took as one batch",
+            buckets=BATCH_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.model_batch_size = Histogram(
+            "pxserve_model_batch_size", "Inputs per inference call, by model (images, pages, text lines)",
+            ["model"], buckets=BATCH_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.inference = Histogram(
             "pxserve_inference_seconds", "Worker time per batch: decode, preprocess, infer, postprocess",
@@ -63,9 +68,14 @@ class Metrics:
     def track_workers(self, ready: Callable[[], float]) -> None:
         self.workers_ready.set_function(ready)
 
-    def observe_batch(self, size: int, seconds: float) -> None:
-        self.batch_size.observe(size)
-        self.inference.observe(seconds)
+    def observe_batch(self, stats: dict[str, Any]) -> None:
+        """One worker batch: its task count, its time, and each model's inference calls."""
+        self.batch_size.observe(stats["size"])
+        self.inference.observe(stats["seconds"])
+        for model, sizes in (stats.get("models") or {}).items():
+            histogram = self.model_batch_size.labels(model)
+            for size in sizes:
+                histogram.observe(size)
 
     def render(self) -> web.Response:
         response = web.Response(body=generate_latest(self.registry))

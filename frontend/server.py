@@ -34,6 +34,7 @@ from pxserve.shared.config import ConfigError, MiB, ServingSettings
 from pxserve.shared.model_dir import ModelDir
 from pxserve.shared.pipelines import Pipeline
 from pxserve.shared.ring import shm_dir
+from pxserve.workers.worker import ModelSpec
 
 log = logging.getLogger("pxserve")
 
@@ -49,8 +50,6 @@ class ServeError(RuntimeError):
 class ServerOptions:
     host: str
     port: int
-    engine: str  # "paddle", "onnxruntime" or "tensorrt"
-    onnx_path: str | None
     log_level: str
 
 
@@ -81,15 +80,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def prepare_model(pipeline: Pipeline) -> ModelDir:
-    """Find the model directory, building an embedded model on first use."""
-    name, directory = pipeline.model_source()
+def prepare_model(pipeline: Pipeline, key: str | None = None) -> ModelDir:
+    """Find one model directory, building an embedded model on first use."""
+    name, directory = pipeline.model_source(key)
     if directory is None:
         builder = importlib.import_module(pipeline.embedded_models[name])
-        directory = builder.model_dir()
-        if not builder.is_cached():
+        directory = builder.model_dir(name)
+        if not builder.is_cached(name):
             log.info("building the embedded model %s into %s (first start only)", name, directory)
-            result = subprocess.run([sys.executable, "-m", builder.__name__, str(directory)], check=False)
+            command = [sys.executable, "-m", builder.__name__, str(directory), name]
+            result = subprocess.run(command, check=False)
             if result.returncode != 0:
                 raise ServeError(f"could not build the embedded model {name} (exit {result.returncode})")
     try:
@@ -98,8 +98,27 @@ def prepare_model(pipeline: Pipeline) -> ModelDir:
         raise ConfigError(f"model {name}: {exc}") from None
 
 
+def prepare_models(pipeline: Pipeline, engine: str) -> list[ModelSpec]:
+    """Every model the pipeline needs, with the engine that runs it (ONNX converted if needed)."""
+    specs = []
+    for key in pipeline.model_keys():
+        model = prepare_model(pipeline, key)
+        log.info("model %s: %s from %s", key or pipeline.name, model.model_name, model.path)
+        if model.program is None and engine == "paddle":
+            raise ConfigError(
+                f"model {model.model_name}: {model.path} holds only inference.onnx, which Paddle "
+                "Inference cannot run; add --use_hpip to serve it with ONNX Runtime"
+            )
+        onnx_path = prepare_onnx(model) if engine != "paddle" else None
+        specs.append(ModelSpec(key, str(model.path), engine, onnx_path))
+    return specs
+
+
 def prepare_onnx(model: ModelDir) -> str:
-    """The model as ONNX for ``--use_hpip``: from the cache, or converted now."""
+    """The model as ONNX for ``--use_hpip``: its own inference.onnx, the cache, or converted now."""
+    if model.onnx is not None:
+        log.info("serving %s's own inference.onnx as it is", model.model_name)
+        return str(model.onnx)
     target = onnx_model_path(model)
     if target.is_file():
         log.info("using the cached ONNX conversion %s", target)
@@ -143,7 +162,7 @@ def plan_rings(plan: list[Placement], serving: ServingSettings) -> RingSizes:
 
 async def serve(
     pipeline: Pipeline,
-    model: ModelDir,
+    models: list[ModelSpec],
     plan: list[Placement],
     rings: RingSizes,
     sock: socket.socket,
@@ -155,9 +174,7 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    supervisor = Supervisor(
-        pipeline.config, str(model.path), plan, rings, options.engine, options.onnx_path, options.log_level
-    )
+    supervisor = Supervisor(pipeline.config, models, plan, rings, options.log_level)
     engine = EngineClient(supervisor, pipeline.config.Serving)
     telemetry = Metrics()
     telemetry.track_queue(lambda: engine.admitted)

@@ -24,7 +24,7 @@ from pxserve.frontend.placement import Placement, RingSizes
 from pxserve.shared.config import PipelineConfig
 from pxserve.shared.messages import WorkerEvent
 from pxserve.shared.ring import Doorbell, Ring, shm_dir
-from pxserve.workers.worker import WorkerSpec, worker_main
+from pxserve.workers.worker import ModelSpec, WorkerSpec, worker_main
 
 log = logging.getLogger("pxserve.supervisor")
 
@@ -75,19 +75,15 @@ class Supervisor:
     def __init__(
         self,
         config: PipelineConfig,
-        model_dir: str,
+        models: list[ModelSpec],
         plan: list[Placement],
         rings: RingSizes,
-        engine: str = "paddle",
-        onnx_path: str | None = None,
         log_level: str = "INFO",
     ) -> None:
         self.config = config
-        self.model_dir = model_dir
+        self.models = tuple(models)
         self.plan = plan
         self.rings = rings
-        self.engine = engine
-        self.onnx_path = onnx_path
         self.log_level = log_level
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = False
@@ -100,7 +96,7 @@ class Supervisor:
         # Listeners: the engine client (ready, lost) and metrics (batch, restart).
         self.on_ready: Callable[[WorkerHandle], None] = lambda handle: None
         self.on_lost: Callable[[WorkerHandle], None] = lambda handle: None
-        self.on_batch: Callable[[int, float], None] = lambda size, seconds: None
+        self.on_batch: Callable[[dict[str, Any]], None] = lambda stats: None
         self.on_restart: Callable[[], None] = lambda: None
 
     @property
@@ -146,14 +142,13 @@ class Supervisor:
             index=slot,
             device=placement.device,
             config=self.config,
-            model_dir=self.model_dir,
-            engine=self.engine,
-            onnx_path=self.onnx_path,
+            models=self.models,
             cpu_threads=placement.cpu_threads,
             max_batch_size=serving.max_batch_size,
             max_queue_delay_s=placement.max_queue_delay_s,
             request_ring=requests.path.name,
             response_ring=responses.path.name,
+            workers=len(self.plan),
             heartbeat_interval_s=heartbeat_interval(serving.worker_stall_timeout_s),
             log_level=self.log_level,
         )
@@ -185,7 +180,7 @@ class Supervisor:
             self._loop.remove_reader(handle.status.fileno())  # type: ignore[union-attr]
             return
         if event.kind == "batch":
-            self.on_batch(event.stats["size"], event.stats["seconds"])
+            self.on_batch(event.stats)
         elif event.kind == "ready":
             handle.ready = True
             handle.requests.unlink()  # both sides mapped it: a crash now leaks nothing

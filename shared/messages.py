@@ -3,11 +3,18 @@
 Exactly two messages cross the process boundary through the rings, and
 both are framed here so neither side invents its own encoding:
 
-* :class:`Task` (front -> worker): a request id, small JSON parameters, and
-  the encoded image bytes, which are copied into the ring as they are.
+* :class:`Task` (front -> worker): a request id, the pipeline stage to run
+  (empty for single-stage pipelines), small JSON parameters, and a payload
+  (the encoded file's bytes), copied into the ring as it is.
 * :class:`Outcome` (worker -> front): the same id, an HTTP-style status and a
   body. With status 200 the body is the JSON ``result`` object; otherwise it
   is a UTF-8 error message for the envelope's ``errorMsg``.
+
+A stage may answer with a :class:`FanOut` instead of a result (status
+``FAN_OUT``): child tasks that can run on any worker, and the task that
+continues once all of them have answered, with their results in its
+``params["children"]``. The front's engine client runs them; this is how one
+request's pages or text lines spread over every worker.
 
 Control messages that are not per request (a worker is ready, a worker
 failed to start) travel on the worker's status pipe as :class:`WorkerEvent`.
@@ -21,8 +28,11 @@ from typing import Any
 
 import orjson
 
-# request_id u64, params length u32, payload length u32
-_TASK_HEADER = struct.Struct("<QII")
+# request_id u64, stage length u16, params length u32, payload length u32
+_TASK_HEADER = struct.Struct("<QHII")
+_LENGTH = struct.Struct("<I")
+# Outcome status of a fan-out (not an HTTP status; it never reaches a client).
+FAN_OUT = 1
 # request_id u64, status u16, reserved u16, body length u32
 _OUTCOME_HEADER = struct.Struct("<QHHI")
 
@@ -31,22 +41,62 @@ _OUTCOME_HEADER = struct.Struct("<QHHI")
 class Task:
     request_id: int
     params: dict[str, Any]
-    image: bytes | memoryview
+    image: bytes | memoryview  # the payload: an encoded image, a PDF, or stage data
+    stage: str = ""
 
     def frame(self) -> tuple[bytes, bytes, bytes | memoryview]:
-        """The parts of one ring record, without joining the image bytes."""
+        """The parts of one ring record, without joining the payload bytes."""
+        stage = self.stage.encode()
         params = orjson.dumps(self.params)
-        header = _TASK_HEADER.pack(self.request_id, len(params), len(self.image))
-        return header, params, self.image
+        header = _TASK_HEADER.pack(self.request_id, len(stage), len(params), len(self.image))
+        return header + stage, params, self.image
 
     @classmethod
-    def parse(cls, record: bytes) -> Task:
-        request_id, params_len, image_len = _TASK_HEADER.unpack_from(record, 0)
+    def parse(cls, record: bytes | memoryview) -> Task:
+        request_id, stage_len, params_len, image_len = _TASK_HEADER.unpack_from(record, 0)
         start = _TASK_HEADER.size
+        stage = bytes(record[start : start + stage_len]).decode()
+        start += stage_len
         params = orjson.loads(record[start : start + params_len])
         image_start = start + params_len
         image = memoryview(record)[image_start : image_start + image_len]
-        return cls(request_id, params, image)
+        return cls(request_id, params, image, stage)
+
+    def with_id(self, request_id: int) -> Task:
+        return Task(request_id, self.params, self.image, self.stage)
+
+    def with_children(self, results: list[bytes]) -> Task:
+        """This continuation with its children's JSON results (not re-encoded)."""
+        params = {**self.params, "children": [orjson.Fragment(r) for r in results]}
+        return Task(self.request_id, params, self.image, self.stage)
+
+
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """Children to run anywhere, then ``then`` with their results."""
+
+    children: list[Task]
+    then: Task
+
+    def encode(self) -> bytes:
+        parts = [_LENGTH.pack(len(self.children))]
+        for task in [*self.children, self.then]:
+            record = b"".join(task.frame())
+            parts += [_LENGTH.pack(len(record)), record]
+        return b"".join(parts)
+
+    @classmethod
+    def decode(cls, body: bytes) -> FanOut:
+        view = memoryview(body)
+        (count,) = _LENGTH.unpack_from(view, 0)
+        offset = _LENGTH.size
+        tasks = []
+        for _ in range(count + 1):
+            (length,) = _LENGTH.unpack_from(view, offset)
+            offset += _LENGTH.size
+            tasks.append(Task.parse(bytes(view[offset : offset + length])))
+            offset += length
+        return cls(tasks[:-1], tasks[-1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +112,10 @@ class Outcome:
     @classmethod
     def success(cls, request_id: int, result: dict[str, Any]) -> Outcome:
         return cls(request_id, 200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY))
+
+    @classmethod
+    def fan_out(cls, request_id: int, plan: FanOut) -> Outcome:
+        return cls(request_id, FAN_OUT, plan.encode())
 
     @classmethod
     def failure(cls, request_id: int, status: int, message: str) -> Outcome:

@@ -1,7 +1,9 @@
 """Exported model directories, as PaddleX writes them.
 
 ``inference.json`` (Paddle 3.x PIR) or ``inference.pdmodel`` (older), plus
-``inference.pdiparams`` and ``inference.yml``. The front checks a directory
+``inference.pdiparams`` and ``inference.yml``; or, as PaddleX's
+high-performance plugin accepts, ``inference.onnx`` and ``inference.yml``
+(served by ONNX Runtime as it is). The front checks a directory
 before it starts any worker, so a wrong path is one clear line at startup;
 workers read the same object to build their preprocessing and backend.
 """
@@ -22,9 +24,15 @@ class ModelDirError(Exception):
 @dataclass(frozen=True)
 class ModelDir:
     path: Path
-    program: Path
-    params: Path
+    program: Path | None  # None: an ONNX-only directory
+    params: Path | None
     spec: dict[str, Any]
+    onnx: Path | None = None
+
+    @property
+    def is_legacy_program(self) -> bool:
+        """``inference.pdmodel``: the old IR, which oneDNN runs where PIR fails (Paddle 3.3)."""
+        return self.program is not None and self.program.suffix == ".pdmodel"
 
     @classmethod
     def load(cls, path: str | Path) -> ModelDir:
@@ -35,11 +43,17 @@ class ModelDir:
             (root / n for n in ("inference.json", "inference.pdmodel") if (root / n).is_file()),
             None,
         )
+        onnx = root / "inference.onnx"
+        onnx = onnx if onnx.is_file() else None
+        params: Path | None = root / "inference.pdiparams"
+        if program is None and onnx is None:
+            raise ModelDirError(f"{root} has neither inference.json, inference.pdmodel nor inference.onnx")
+        if program is not None and not params.is_file():  # type: ignore[union-attr]
+            if onnx is None:
+                raise ModelDirError(f"{root} has no inference.pdiparams")
+            program = None
         if program is None:
-            raise ModelDirError(f"{root} has neither inference.json nor inference.pdmodel")
-        params = root / "inference.pdiparams"
-        if not params.is_file():
-            raise ModelDirError(f"{root} has no inference.pdiparams")
+            params = None
         spec_path = root / "inference.yml"
         try:
             spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
@@ -49,7 +63,7 @@ class ModelDir:
             raise ModelDirError(f"cannot read {spec_path}: {exc}") from None
         if not isinstance(spec, dict):
             raise ModelDirError(f"{spec_path} must be a YAML mapping")
-        return cls(root, program, params, spec)
+        return cls(root, program, params, spec, onnx)
 
     @property
     def model_name(self) -> str:

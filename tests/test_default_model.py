@@ -124,8 +124,8 @@ def test_default_pipeline_names_real_photos(default_server: Server) -> None:
 
 def test_first_start_built_the_model_into_the_cache(default_server: Server, cache_dir: Path) -> None:
     assert "building the embedded model EfficientNet-Lite0" in default_server.logs()
-    assert (default_model.model_dir() / "inference.yml").is_file()
-    assert str(cache_dir) in str(default_model.model_dir())
+    assert (default_model.model_dir(default_model.MODEL_NAME) / "inference.yml").is_file()
+    assert str(cache_dir) in str(default_model.model_dir(default_model.MODEL_NAME))
 
 
 def phone_photo(path: Path, seed: int = 0) -> bytes:

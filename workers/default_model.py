@@ -30,12 +30,12 @@ EXPORT_VERSION = 1
 INPUT_SIZE = 224
 
 
-def model_dir() -> Path:
+def model_dir(name: str = MODEL_NAME) -> Path:
     return cache_root() / "models" / f"{MODEL_NAME}-v{EXPORT_VERSION}"
 
 
-def is_cached() -> bool:
-    return (model_dir() / "inference.yml").is_file()
+def is_cached(name: str = MODEL_NAME) -> bool:
+    return (model_dir(name) / "inference.yml").is_file()
 
 
 def imagenet_labels() -> list[str]:

@@ -34,20 +34,29 @@ log = logging.getLogger("pxserve.worker")
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """One of the pipeline's models: where it is and which engine runs it."""
+
+    key: str  # its SubModules key
+    model_dir: str
+    engine: str  # "paddle", "onnxruntime" or "tensorrt"
+    onnx_path: str | None = None
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
     """Everything a worker needs, sent once at spawn (small; no image data)."""
 
     index: int
     device: Device
     config: PipelineConfig
-    model_dir: str
-    engine: str  # "paddle", "onnxruntime" or "tensorrt"
-    onnx_path: str | None
+    models: tuple[ModelSpec, ...]
     cpu_threads: int
     max_batch_size: int
     max_queue_delay_s: float
     request_ring: str
     response_ring: str
+    workers: int = 1  # how many workers serve this pipeline (how wide a fan-out can usefully go)
     heartbeat_interval_s: float = 1.0
     log_level: str = "INFO"
 
@@ -92,8 +101,8 @@ class Worker:
         heartbeat: Any,
     ) -> None:
         from pxserve.shared.model_dir import ModelDir
-        from pxserve.shared.pipelines import get_pipeline
-        from pxserve.workers.backends import BackendOptions, create_backend
+        from pxserve.shared.pipelines import LoadedModel, get_pipeline
+        from pxserve.workers.backends import BackendOptions, MeteredBackend, create_backend
 
         self.spec = spec
         self.requests = requests
@@ -102,11 +111,16 @@ class Worker:
         self.reply = reply
         self.status = status  # lifecycle and per-batch statistics for the front
         self.heartbeat = heartbeat  # shared double the front's watchdog reads
-        model = ModelDir.load(spec.model_dir)
-        options = BackendOptions(spec.device, spec.cpu_threads, spec.engine, spec.onnx_path)
-        backend = create_backend(model, options)
-        log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
-        self.runner = get_pipeline(spec.config).create_runner(model, backend)
+        self.backends: list[MeteredBackend] = []
+        models: dict[str, LoadedModel] = {}
+        for ref in spec.models:
+            model = ModelDir.load(ref.model_dir)
+            options = BackendOptions(spec.device, spec.cpu_threads, ref.engine, ref.onnx_path)
+            backend = MeteredBackend(create_backend(model, options), model.model_name)
+            log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
+            self.backends.append(backend)
+            models[ref.key] = LoadedModel(model, backend)
+        self.runner = get_pipeline(spec.config).create_runner(models, spec.workers)
         self.front_alive = True
 
     def beat(self) -> None:
@@ -128,6 +142,11 @@ class Worker:
                 raise RuntimeError(
                     f"warm-up inference on a test image failed: {failed.message} (see the warning above)"
                 )
+        warm_up = getattr(self.runner, "warm_up", None)
+        if warm_up is not None:
+            warm_up()  # models a blank probe image never reaches (a recognizer after a detector)
+        for backend in self.backends:
+            backend.take_batch_sizes()
 
     def _wait(self, timeout: float | None) -> None:
         """Sleep until the doorbell rings or ``timeout`` passes."""
@@ -195,7 +214,11 @@ class Worker:
             seconds = time.perf_counter() - started
             log.debug("batch size %d in %.1f ms", len(batch), seconds * 1e3)
             self.answer(outcomes)
-            stats = {"size": len(batch), "seconds": seconds}
+            stats = {
+                "size": len(batch),
+                "seconds": seconds,
+                "models": {b.model_name: b.take_batch_sizes() for b in self.backends},
+            }
             self.status.send(WorkerEvent("batch", self.spec.index, stats=stats))
 
 

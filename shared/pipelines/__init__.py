@@ -5,8 +5,15 @@ A pipeline module defines a :class:`Pipeline` subclass and exposes it as
 workers use :meth:`create_runner`. Heavy engines are imported only by the
 runner, so importing a pipeline module is safe in the front process.
 
-Adding a pipeline means adding ``shared/pipelines/<name>.py`` and
-``configs/<name>.yaml``; nothing else in the server changes.
+A pipeline names the models it needs by their ``SubModules`` keys
+(:meth:`Pipeline.model_keys`); every worker loads all of them, each with its
+own backend, and the runner gets them by key. A runner may split its work
+into stages and fan out (see shared/messages.py); the engine needs to know
+nothing about which.
+
+Adding a pipeline means adding ``shared/pipelines/<name>.py`` (the module
+name is ``pipeline_name`` in lower case), its worker-side code under
+``workers/`` and ``configs/<pipeline_name>.yaml``; nothing else changes.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -34,10 +42,18 @@ class Runner(Protocol):
     def run(self, tasks: list[Task]) -> list[Outcome]: ...
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """One of a pipeline's models as a worker holds it."""
+
+    model: ModelDir
+    backend: InferenceBackend
+
+
 class Pipeline(ABC):
     name: ClassVar[str]  # pipeline_name in the YAML
     route: ClassVar[str]  # the HTTP path, as PaddleX serves it
-    sub_module: ClassVar[str]  # the SubModules key that names the model
+    sub_module: ClassVar[str] = ""  # the SubModules key of a single-model pipeline
     request_model: ClassVar[type[BaseModel]]
     result_model: ClassVar[type[BaseModel]]  # the envelope's ``result``, for /openapi.json
     summary: ClassVar[str] = ""
@@ -47,11 +63,16 @@ class Pipeline(ABC):
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
-        self.model_settings: ModelSettings = config.sub_module(self.sub_module)
+        self.model_settings: ModelSettings = config.sub_module(self.sub_module or "")
 
-    def model_source(self) -> tuple[str, Path | None]:
+    def model_keys(self) -> list[str]:
+        """The SubModules this configuration needs loaded (a single one by default)."""
+        return [self.sub_module]
+
+    def model_source(self, key: str | None = None) -> tuple[str, Path | None]:
         """(model name, directory); directory None means an embedded model to build."""
-        settings = self.model_settings
+        key = key or self.sub_module
+        settings = self.config.sub_module(key) if key else self.model_settings
         if settings.model_dir:
             return settings.model_name or Path(settings.model_dir).name, Path(settings.model_dir)
         if settings.model_name in self.embedded_models:
@@ -59,29 +80,43 @@ class Pipeline(ABC):
         raise ConfigError(
             f"{self.config.source}: model {settings.model_name!r} has no model_dir and is not "
             f"embedded in pxserve (embedded: {', '.join(self.embedded_models) or 'none'}); "
-            f"set SubModules.{self.sub_module}.model_dir to an exported PaddleX model directory"
+            f"set SubModules.{key}.model_dir to an exported PaddleX model directory"
         )
 
-    @abstractmethod
-    async def parse(self, request: Any, images: ImageLoader) -> tuple[bytes, dict[str, Any]]:
-        """Front-side: validated request -> (image bytes, task parameters)."""
+    def check_startup(self) -> None:
+        """Front-side, before any worker starts: refuse settings this pipeline cannot serve."""
+        return None
 
     @abstractmethod
-    def create_runner(self, model: ModelDir, backend: InferenceBackend) -> Runner:
-        """Worker-side: build what turns batches into outcomes."""
+    async def parse(self, request: Any, images: ImageLoader) -> Task:
+        """Front-side: validated request -> its first task (the engine assigns the id)."""
+
+    @abstractmethod
+    def create_runner(self, models: dict[str, LoadedModel], workers: int = 1) -> Runner:
+        """Worker-side: build what turns batches into outcomes, from the loaded models by key.
+
+        ``workers`` is how many workers serve the pipeline: how many ways a
+        fan-out can usefully split one request's work.
+        """
+
+
+def _modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    """The pipeline names pxserve serves, as PaddleX spells them."""
+    return sorted(importlib.import_module(f"{__name__}.{m}").PIPELINE.name for m in _modules())
 
 
 def get_pipeline(config: PipelineConfig) -> Pipeline:
     """Instantiate the pipeline that a config names."""
     name = config.pipeline_name
-    if name not in available():
+    module_name = name.lower()
+    if module_name not in _modules():
         raise ConfigError(
             f"{config.source}: pipeline_name {name!r} is not served by pxserve "
             f"(available: {', '.join(available())})"
         )
-    module = importlib.import_module(f"{__name__}.{name}")
-    return module.PIPELINE(config)
+    pipeline = importlib.import_module(f"{__name__}.{module_name}").PIPELINE(config)
+    return pipeline

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from pxserve.shared.errors import one_line
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Outcome, Task
-from pxserve.shared.pipelines import Pipeline
+from pxserve.shared.pipelines import LoadedModel, Pipeline
 
 log = logging.getLogger("pxserve.pipelines.image_classification")
 
@@ -70,9 +70,7 @@ class ImageClassification(Pipeline):
     result_model = ImageClassificationResult
     embedded_models = {"EfficientNet-Lite0": "pxserve.workers.default_model"}
 
-    async def parse(
-        self, request: ImageClassificationRequest, images: ImageLoader
-    ) -> tuple[bytes, dict[str, Any]]:
+    async def parse(self, request: ImageClassificationRequest, images: ImageLoader) -> Task:
         image = await images.load(request.image)
         topk = request.topk
         if topk is None and request.inferenceParams is not None:
@@ -80,10 +78,11 @@ class ImageClassification(Pipeline):
         if topk is None:
             topk = self.model_settings.topk
         visualize = self.config.Serving.visualize if request.visualize is None else request.visualize
-        return image, {"topk": topk, "visualize": visualize}
+        return Task(0, {"topk": topk, "visualize": visualize}, image)
 
-    def create_runner(self, model: ModelDir, backend: InferenceBackend) -> ClassificationRunner:
-        return ClassificationRunner(model, backend)
+    def create_runner(self, models: dict[str, LoadedModel], workers: int = 1) -> ClassificationRunner:
+        loaded = models[self.sub_module]
+        return ClassificationRunner(loaded.model, loaded.backend)
 
 
 class ClassificationRunner:
