@@ -38,13 +38,14 @@ def _runner(pipeline_name: str, model_dir: str, engine: str, onnx_path: str | No
         os.environ[var] = str(threads)
     os.environ.setdefault("GLOG_minloglevel", "2")
     from pxserve.shared.model_dir import ModelDir
-    from pxserve.shared.pipelines import LoadedModel, get_pipeline
+    from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
     from pxserve.workers.backends import BackendOptions, create_backend
 
     model = ModelDir.load(model_dir)
     backend = create_backend(model, BackendOptions(Device("cpu"), threads, engine, onnx_path))
     pipeline = get_pipeline(load_pipeline_config(pipeline_name))
-    return pipeline.create_runner({pipeline.sub_module: LoadedModel(model, backend)})
+    models = {pipeline.sub_module: LoadedModel(model, backend, Device("cpu"))}
+    return pipeline.create_runner(models, RunnerContext())
 
 
 def _worker(args: tuple, barrier, results) -> None:

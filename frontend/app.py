@@ -14,7 +14,15 @@ from pydantic import ValidationError
 from pxserve.frontend.access_log import access_log_middleware
 from pxserve.frontend.auth import auth_middleware, load_api_keys
 from pxserve.frontend.engine_client import EngineClient
-from pxserve.frontend.envelope import MAX_BODY, envelope_middleware, failure, log_id_of, message, success
+from pxserve.frontend.envelope import (
+    MAX_BODY,
+    adopt_log_id,
+    envelope_middleware,
+    failure,
+    log_id_of,
+    message,
+    success,
+)
 from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.openapi import openapi_document
 from pxserve.frontend.url_fetch import UrlFetcher
@@ -61,6 +69,7 @@ async def infer(request: web.Request) -> web.Response:
     pipeline, engine = request.app[PIPELINE], request.app[ENGINE]
     async with engine.admission() as deadline:  # 503 before reading, parsing or fetching anything
         data = await receive_json(request, deadline)
+        adopt_log_id(request, data)
         try:
             validated = pipeline.request_model.model_validate(data)
         except ValidationError as exc:

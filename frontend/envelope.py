@@ -59,23 +59,31 @@ def log_id_of(request: web.Request) -> str:
     return request.get(LOG_ID) or str(uuid.uuid4())
 
 
+def adopt_log_id(request: web.Request, body: dict) -> None:
+    """PaddleX clients may send their own ``logId``; the answer carries it back."""
+    log_id = body.get("logId")
+    if isinstance(log_id, str) and 0 < len(log_id) <= 256:
+        request[LOG_ID] = log_id
+
+
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    log_id = request[LOG_ID] = log_id_of(request)
+    request[LOG_ID] = log_id_of(request)
     try:
         return await handler(request)
     except RequestError as exc:
-        return failure(log_id, exc.status, exc.message)
+        return failure(request[LOG_ID], exc.status, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         text = _REASONS.get(exc.status, exc.reason)
         if exc.status == 413 and MAX_BODY in request.app:
             text = f"Request body is larger than the limit of {request.app[MAX_BODY]} bytes"
-        response = failure(log_id, exc.status, text)
+        response = failure(request[LOG_ID], exc.status, text)
         if "Allow" in exc.headers:  # 405 must say which methods the route takes
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
+        log_id = request[LOG_ID]
         log.exception("unhandled error for %s %s (logId %s)", request.method, request.path, log_id)
         return failure(log_id, 500, "Internal server error")

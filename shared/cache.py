@@ -16,7 +16,7 @@ from pxserve.shared.model_dir import ModelDir
 
 ONNX_OPSET = 13
 # Bump when the conversion itself changes, so old conversions are not reused.
-ONNX_CONVERSION_VERSION = 1
+ONNX_CONVERSION_VERSION = 2
 
 
 def cache_root() -> Path:

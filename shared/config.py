@@ -73,6 +73,9 @@ class ServingSettings(BaseModel):
     max_pixels: PositiveInt = 64_000_000
     max_side: PositiveInt = 16_384
     max_aspect_ratio: PositiveFloat = 20.0
+    # Document pipelines: pages of a PDF read per request (PaddleX's
+    # max_num_input_imgs, default 10; later pages are dropped, as PaddleX does).
+    max_pdf_pages: PositiveInt = 10
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"])
     url_inputs: UrlInputSettings = Field(default_factory=UrlInputSettings)
     # A worker whose heartbeat stops for this long (stuck in a native call,

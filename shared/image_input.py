@@ -101,10 +101,13 @@ class ImageLoader:
         self.fetch = fetch
 
     async def load(self, value: str, field: str = "image") -> bytes:
-        text = value.strip()
-        if self.fetch is not None and is_url(text):
-            data = await self.fetch(text)
-        else:
-            data = decode_base64_field(text, field)
+        data = await self.read(value, field)
         check_image(data, self.limits, field)
         return data
+
+    async def read(self, value: str, field: str = "image") -> bytes:
+        """The file's bytes, Base64-decoded or fetched, before any format check."""
+        text = value.strip()
+        if self.fetch is not None and is_url(text):
+            return await self.fetch(text)
+        return decode_base64_field(text, field)

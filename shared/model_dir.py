@@ -78,4 +78,9 @@ class ModelDir:
         return ops
 
     def post_process(self, name: str) -> dict[str, Any]:
-        return dict((self.spec.get("PostProcess") or {}).get(name) or {})
+        """A post-processing op's settings: ``PostProcess.<name>``, or ``PostProcess``
+        itself when it says ``name: <name>`` (PaddleX's OCR models)."""
+        section = self.spec.get("PostProcess") or {}
+        if section.get("name") == name:
+            return dict(section)
+        return dict(section.get(name) or {})

@@ -101,7 +101,7 @@ class Worker:
         heartbeat: Any,
     ) -> None:
         from pxserve.shared.model_dir import ModelDir
-        from pxserve.shared.pipelines import LoadedModel, get_pipeline
+        from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
         from pxserve.workers.backends import BackendOptions, MeteredBackend, create_backend
 
         self.spec = spec
@@ -119,8 +119,9 @@ class Worker:
             backend = MeteredBackend(create_backend(model, options), model.model_name)
             log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
             self.backends.append(backend)
-            models[ref.key] = LoadedModel(model, backend)
-        self.runner = get_pipeline(spec.config).create_runner(models, spec.workers)
+            models[ref.key] = LoadedModel(model, backend, spec.device)
+        context = RunnerContext(spec.workers, self.beat)
+        self.runner = get_pipeline(spec.config).create_runner(models, context)
         self.front_alive = True
 
     def beat(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -32,6 +33,7 @@ from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Outcome, Task
 
 if TYPE_CHECKING:
+    from pxserve.shared.devices import Device
     from pxserve.shared.model_dir import ModelDir
     from pxserve.workers.backends import InferenceBackend
 
@@ -43,11 +45,22 @@ class Runner(Protocol):
 
 
 @dataclass(frozen=True)
+class RunnerContext:
+    """What a worker tells its runner besides the models."""
+
+    workers: int = 1  # how many workers serve the pipeline: how wide a fan-out usefully goes
+    # Call during long batches (a PDF's pages): the supervisor replaces a
+    # worker that has not beaten for worker_stall_timeout_s.
+    beat: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """One of a pipeline's models as a worker holds it."""
 
     model: ModelDir
     backend: InferenceBackend
+    device: Device
 
 
 class Pipeline(ABC):
@@ -63,7 +76,8 @@ class Pipeline(ABC):
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
-        self.model_settings: ModelSettings = config.sub_module(self.sub_module or "")
+        if self.sub_module:
+            self.model_settings: ModelSettings = config.sub_module(self.sub_module)
 
     def model_keys(self) -> list[str]:
         """The SubModules this configuration needs loaded (a single one by default)."""
@@ -92,12 +106,8 @@ class Pipeline(ABC):
         """Front-side: validated request -> its first task (the engine assigns the id)."""
 
     @abstractmethod
-    def create_runner(self, models: dict[str, LoadedModel], workers: int = 1) -> Runner:
-        """Worker-side: build what turns batches into outcomes, from the loaded models by key.
-
-        ``workers`` is how many workers serve the pipeline: how many ways a
-        fan-out can usefully split one request's work.
-        """
+    def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
+        """Worker-side: build what turns batches into outcomes, from the loaded models by key."""
 
 
 def _modules() -> list[str]:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from pxserve.shared.errors import one_line
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Outcome, Task
-from pxserve.shared.pipelines import LoadedModel, Pipeline
+from pxserve.shared.pipelines import LoadedModel, Pipeline, RunnerContext
 
 log = logging.getLogger("pxserve.pipelines.image_classification")
 
@@ -80,7 +80,7 @@ class ImageClassification(Pipeline):
         visualize = self.config.Serving.visualize if request.visualize is None else request.visualize
         return Task(0, {"topk": topk, "visualize": visualize}, image)
 
-    def create_runner(self, models: dict[str, LoadedModel], workers: int = 1) -> ClassificationRunner:
+    def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> ClassificationRunner:
         loaded = models[self.sub_module]
         return ClassificationRunner(loaded.model, loaded.backend)
 

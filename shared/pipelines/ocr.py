@@ -1,0 +1,214 @@
+"""PaddleX's OCR pipeline, served at ``POST /ocr`` as PaddleX does.
+
+Models (SubModules): TextDetection, TextRecognition and, when configured,
+TextLineOrientation. The embedded defaults are PaddleOCR's PP-OCRv4 mobile
+detector and recognizer and its mobile line orientation classifier (see
+workers/ocr_models.py). Request: ``file`` (Base64 or URL) and ``fileType``
+(0 PDF, 1 image, or left out: told apart by the bytes), the stage switches
+and detection/recognition settings; every one is honoured per request.
+Result: ``ocrResults`` (one per image or PDF page, each with PaddleX's
+``prunedResult``) and ``dataInfo``. The work itself is in workers/ocr/.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from pxserve.shared.config import ConfigError
+from pxserve.shared.errors import invalid
+from pxserve.shared.image_input import ImageLoader, check_image, is_url
+from pxserve.shared.messages import Task
+from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+
+log = logging.getLogger("pxserve.pipelines.ocr")
+
+PDF_MAGIC = b"%PDF-"
+DETECTION, RECOGNITION, ORIENTATION = "TextDetection", "TextRecognition", "TextLineOrientation"
+DETECTION_KEYS = ("limit_side_len", "limit_type", "max_side_limit", "thresh", "box_thresh", "unclip_ratio")
+
+
+class OcrRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    file: str = Field(
+        description="Base64 of an image or PDF file, or an http(s) URL where URL inputs are enabled",
+        json_schema_extra={"minLength": 1},
+    )
+    fileType: Literal[0, 1] | None = Field(default=None, description="0: PDF, 1: image; null: from the bytes")
+    useDocOrientationClassify: StrictBool | None = None
+    useDocUnwarping: StrictBool | None = None
+    useTextlineOrientation: StrictBool | None = None
+    textDetLimitSideLen: StrictInt | None = Field(default=None, gt=0, le=16384)
+    textDetLimitType: Literal["min", "max"] | None = None
+    textDetThresh: float | None = Field(default=None, ge=0, le=1)
+    textDetBoxThresh: float | None = Field(default=None, ge=0, le=1)
+    textDetUnclipRatio: float | None = Field(default=None, gt=0, le=10)
+    textRecScoreThresh: float | None = Field(default=None, ge=0, le=1)
+    returnWordBox: StrictBool | None = None
+    visualize: StrictBool | None = None
+
+
+class TextDetParams(BaseModel):
+    limit_side_len: int
+    limit_type: str
+    thresh: float
+    max_side_limit: int
+    box_thresh: float
+    unclip_ratio: float
+
+
+class PrunedResult(BaseModel):
+    model_settings: dict[str, bool]
+    dt_polys: list[list[list[int]]] = Field(description="Detected quadrilaterals, in reading order")
+    text_det_params: TextDetParams
+    text_type: str
+    textline_orientation_angles: list[int] = Field(description="0 or 180 per detected line; -1 when off")
+    text_rec_score_thresh: float
+    return_word_box: bool
+    rec_texts: list[str]
+    rec_scores: list[float]
+    rec_polys: list[list[list[int]]]
+    rec_boxes: list[list[int]] = Field(description="[x_min, y_min, x_max, y_max] of each rec_polys entry")
+
+
+class OcrPageResult(BaseModel):
+    prunedResult: PrunedResult
+    ocrImage: str | None = Field(description="Base64 JPEG: boxes and text drawn, or null")
+    docPreprocessingImage: str | None
+    inputImage: str | None
+
+
+class OcrResult(BaseModel):
+    ocrResults: list[OcrPageResult] = Field(description="One per image, or per PDF page")
+    dataInfo: dict[str, Any] = Field(description="Image: width, height, type; PDF: numPages, pages, type")
+
+
+class Ocr(Pipeline):
+    name = "OCR"
+    route = "/ocr"
+    summary = "Read the text of an image or PDF (PaddleX OCR API)"
+    request_model = OcrRequest
+    result_model = OcrResult
+    embedded_models = {
+        "PP-OCRv4_mobile_det": "pxserve.workers.ocr_models",
+        "PP-OCRv4_mobile_rec": "pxserve.workers.ocr_models",
+        "ch_ppocr_mobile_v2.0_cls": "pxserve.workers.ocr_models",
+    }
+
+    def model_keys(self) -> list[str]:
+        keys = [DETECTION, RECOGNITION]
+        return [*keys, ORIENTATION] if self.has_orientation else keys
+
+    @property
+    def has_orientation(self) -> bool:
+        return ORIENTATION in self.config.SubModules
+
+    def _setting(self, key: str, name: str, default: Any) -> Any:
+        module = self.config.SubModules.get(key)
+        value = (module.model_extra or {}).get(name) if module is not None else None
+        if name == "batch_size" and module is not None and module.batch_size:
+            value = module.batch_size
+        return default if value is None else value
+
+    def check_startup(self) -> None:
+        for key in (DETECTION, RECOGNITION):
+            if key not in self.config.SubModules:
+                raise ConfigError(f"{self.config.source}: the OCR pipeline needs SubModules.{key}")
+        extra = self.config.model_extra or {}
+        if extra.get("use_textline_orientation") and not self.has_orientation:
+            raise ConfigError(
+                f"{self.config.source}: use_textline_orientation is true but SubModules has no {ORIENTATION}"
+            )
+        if extra.get("use_doc_preprocessor"):
+            log.warning(
+                "use_doc_preprocessor: pxserve does not serve the document orientation and unwarping "
+                "models; the stage is off, and requests that ask for it get 422"
+            )
+
+    def defaults(self):  # -> pxserve.workers.ocr.runner.OcrDefaults (worker-side type)
+        from pxserve.workers.ocr.detection import DetectionParams
+        from pxserve.workers.ocr.runner import OcrDefaults
+
+        extra = self.config.model_extra or {}
+        serving = self.config.Serving
+        base = DetectionParams()
+        det = {k: self._setting(DETECTION, k, getattr(base, k)) for k in DETECTION_KEYS}
+        return OcrDefaults(
+            det=DetectionParams(**det),
+            use_textline_orientation=bool(extra.get("use_textline_orientation", True))
+            and self.has_orientation,
+            text_rec_score_thresh=float(self._setting(RECOGNITION, "score_thresh", 0.0)),
+            visualize=serving.visualize,
+            rec_batch_size=int(self._setting(RECOGNITION, "batch_size", 6)),
+            orientation_batch_size=int(self._setting(ORIENTATION, "batch_size", 6)),
+            max_pdf_pages=self.max_pdf_pages,
+            max_pixels=serving.max_pixels,
+            max_side=serving.max_side,
+        )
+
+    @property
+    def max_pdf_pages(self) -> int:
+        """``Serving.max_pdf_pages``, or PaddleX's own ``Serving.extra.max_num_input_imgs``."""
+        paddlex = self.config.Serving.extra.get("max_num_input_imgs")
+        return int(paddlex) if paddlex else self.config.Serving.max_pdf_pages
+
+    async def parse(self, request: OcrRequest, images: ImageLoader) -> Task:
+        for field in ("useDocOrientationClassify", "useDocUnwarping"):
+            if getattr(request, field):
+                raise invalid(
+                    field,
+                    "document preprocessing is not available: pxserve does not serve the document "
+                    "orientation and unwarping models (send false or leave it out)",
+                )
+        if request.useTextlineOrientation and not self.has_orientation:
+            raise invalid(
+                "useTextlineOrientation",
+                f"this server was started without a text-line orientation model (SubModules.{ORIENTATION})",
+            )
+        data = await images.read(request.file, "file")
+        is_pdf = PDF_MAGIC in data[:1024]
+        file_type = request.fileType
+        if file_type is None:
+            by_name = is_url(request.file) and request.file.split("?")[0].lower().endswith(".pdf")
+            file_type = 0 if is_pdf or by_name else 1
+        if file_type == 1:
+            if is_pdf:
+                raise invalid("file", "fileType is 1 (image) but the file is a PDF; send fileType 0")
+            check_image(data, self.config.Serving, "file")
+        elif not is_pdf:
+            raise invalid("file", "fileType is 0 (PDF) but the file is not a PDF (no %PDF- header)")
+        params = self._params(request)
+        if file_type == 0:
+            return Task(0, {**params, "max_pages": self.max_pdf_pages}, data, "pdf")
+        return Task(0, params, data, "image")
+
+    def _params(self, request: OcrRequest) -> dict[str, Any]:
+        """The request's settings; what it leaves out the worker takes from the config."""
+        det = {
+            "limit_side_len": request.textDetLimitSideLen,
+            "limit_type": request.textDetLimitType,
+            "thresh": request.textDetThresh,
+            "box_thresh": request.textDetBoxThresh,
+            "unclip_ratio": request.textDetUnclipRatio,
+        }
+        params: dict[str, Any] = {"det": {k: v for k, v in det.items() if v is not None}}
+        for name, value in (
+            ("orientation", request.useTextlineOrientation),
+            ("score_thresh", request.textRecScoreThresh),
+            ("word_box", request.returnWordBox),
+            ("visualize", request.visualize),
+        ):
+            if value is not None:
+                params[name] = value
+        return params
+
+    def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
+        from pxserve.workers.ocr.runner import OcrRunner
+
+        return OcrRunner(models, self.defaults(), context)
+
+
+PIPELINE = Ocr

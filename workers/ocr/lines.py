@@ -1,0 +1,141 @@
+"""Text lines: crop them out of the page, set them upright, read them.
+
+Cropping and recognition follow PaddleX (perspective warp of each box,
+height 48, aspect kept, padded per batch to the widest line, greedy CTC).
+
+The orientation stage deliberately does not: PaddleX runs the line
+classifier as a generic image classifier, squeezing a whole line into
+192x48, and flips any line the squeezed picture calls upside down. Long
+lines squeezed that far look alike both ways up, so it turns 10-32% of
+upright English lines over and ruins them. Here each line is resized to
+the classifier's height keeping its aspect, up to three windows of the
+classifier's width are read (its start, middle and end), their
+probabilities averaged, and a line is turned only when "180" wins with
+more than ``FLIP_THRESHOLD``, as PaddleOCR's own classifier does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+FLIP_THRESHOLD = 0.9
+TALL_RATIO = 1.5  # a crop this much taller than wide is vertical text: turn it to read
+
+
+def crop_line(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The quadrilateral's pixels, warped to an upright rectangle."""
+    points = box.astype(np.float32)
+    width = int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3])))
+    height = int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2])))
+    width, height = max(width, 1), max(height, 1)
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(points, target)
+    crop = cv2.warpPerspective(
+        image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
+    )
+    if crop.shape[0] / crop.shape[1] >= TALL_RATIO:
+        crop = np.rot90(crop)
+    return np.ascontiguousarray(crop)
+
+
+def crop_min_area(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """PaddleX's crop for quadrilateral boxes: square the box up first, then warp."""
+    from pxserve.workers.ocr.detection import min_area_box
+
+    rect_box, _ = min_area_box(box.reshape(-1, 1, 2).astype(np.float32))
+    return crop_line(image, rect_box)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """x * scale, minus mean, over std, per channel (from the model's inference.yml)."""
+
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        return ((pixels.astype(np.float32) * np.float32(self.scale) - mean) / std).transpose(2, 0, 1)
+
+
+def resize_to_height(crop: np.ndarray, height: int, max_width: int) -> np.ndarray:
+    """Height ``height``, aspect kept (rounded up), at most ``max_width`` wide."""
+    ratio = crop.shape[1] / float(crop.shape[0])
+    width = min(max_width, math.ceil(height * ratio))
+    return cv2.resize(crop, (max(width, 1), height))
+
+
+def padded_widths(crops: list[np.ndarray], group_size: int, height: int, base_width: int) -> list[int]:
+    """The width each line is padded to before recognition, as PaddleX decides it.
+
+    PaddleX sorts a page's lines by aspect ratio, recognizes them in groups
+    of ``batch_size``, and pads each group to its widest line (never less
+    than ``base_width``). The padding changes what the recognizer reads (it
+    attends over the whole width), so to return PaddleX's text each line
+    must see exactly that width, whichever lines it is batched with here.
+    """
+    order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / crops[i].shape[0])
+    widths = [0] * len(crops)
+    for start in range(0, len(order), max(group_size, 1)):
+        group = order[start : start + group_size]
+        max_ratio = max([base_width / height] + [crops[i].shape[1] / crops[i].shape[0] for i in group])
+        for i in group:
+            widths[i] = int(height * max_ratio)
+    return widths
+
+
+def recognition_input(crops: list[np.ndarray], width: int, height: int, norm: Normalization) -> np.ndarray:
+    """Lines resized to ``height`` (aspect kept, at most ``width``), zero-padded to ``width``."""
+    batch = np.zeros((len(crops), 3, height, width), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        resized = resize_to_height(crop, height, width)
+        batch[i, :, :, : resized.shape[1]] = norm(resized)
+    return batch
+
+
+def orientation_windows(crop: np.ndarray, height: int, width: int, norm: Normalization) -> np.ndarray:
+    """Up to three classifier inputs from one line: its start, middle and end."""
+    resized = resize_to_height(crop, height, 1 << 30)
+    if resized.shape[1] <= width:
+        window = np.zeros((3, height, width), dtype=np.float32)
+        window[:, :, : resized.shape[1]] = norm(resized)
+        return window[None]
+    last = resized.shape[1] - width
+    starts = sorted({0, last // 2, last})
+    return np.stack([norm(resized[:, s : s + width]) for s in starts])
+
+
+def flip_decisions(probabilities: np.ndarray, owners: list[int], count: int, flip_index: int) -> list[bool]:
+    """Average each line's windows; turn it when "180" is confidently ahead."""
+    sums = np.zeros(count, dtype=np.float64)
+    seen = np.zeros(count, dtype=np.int64)
+    for row, owner in enumerate(owners):
+        sums[owner] += float(probabilities[row, flip_index])
+        seen[owner] += 1
+    return [bool(seen[i] and sums[i] / seen[i] > FLIP_THRESHOLD) for i in range(count)]
+
+
+class CtcDecoder:
+    """Greedy CTC: best class per step, repeats merged, blanks dropped; score = mean kept probability."""
+
+    def __init__(self, characters: list[str], use_space_char: bool = True) -> None:
+        self.characters = ["blank", *characters] + ([" "] if use_space_char else [])
+
+    def __call__(self, probs: np.ndarray) -> list[tuple[str, float]]:
+        best = probs.argmax(axis=2)
+        best_prob = probs.max(axis=2)
+        results = []
+        for indices, scores in zip(best, best_prob, strict=True):
+            keep = np.ones(len(indices), dtype=bool)
+            keep[1:] = indices[1:] != indices[:-1]
+            keep &= indices != 0
+            chars = [self.characters[i] if i < len(self.characters) else "" for i in indices[keep]]
+            kept = scores[keep]
+            results.append(("".join(chars), float(kept.mean()) if kept.size else 0.0))
+        return results

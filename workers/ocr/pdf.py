@@ -1,0 +1,101 @@
+"""PDF pages as images, rendered in workers at PaddleX's scale (2: 144 dpi).
+
+Every failure a hostile or broken file can cause is turned into
+:class:`PdfError` with a message for the client (a 4xx), checked before any
+pixel is rendered: unreadable, encrypted, no pages, a page whose rendering
+would exceed the server's pixel limits. pdfium is C++: if a file crashes it
+outright, the crash takes only this worker, which the supervisor replaces.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+RENDER_SCALE = 2.0  # PaddleX renders PDF pages at scale 2 (72 dpi -> 144 dpi)
+POINTS_PER_INCH = 72.0
+
+
+class PdfError(Exception):
+    """The file cannot be read as a PDF; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    max_pixels: int
+    max_side: int
+
+
+def open_pdf(data: bytes | memoryview):  # -> pypdfium2.PdfDocument
+    import pypdfium2
+
+    try:
+        return pypdfium2.PdfDocument(bytes(data))
+    except pypdfium2.PdfiumError as exc:
+        reason = str(exc).lower()
+        if "password" in reason or "security" in reason:
+            raise PdfError(
+                422, "file: the PDF is encrypted (password-protected); send it decrypted"
+            ) from None
+        raise PdfError(422, f"file: not a readable PDF ({exc})") from None
+
+
+def page_count(document, max_pages: int) -> int:
+    """Pages to process: the document's, at most ``max_pages`` (PaddleX drops the rest)."""
+    count = len(document)
+    if count < 1:
+        raise PdfError(422, "file: the PDF has no pages")
+    return min(count, max_pages)
+
+
+def render_page(document, index: int, limits: PageLimits) -> np.ndarray:
+    """One page as a BGR uint8 array at PaddleX's scale, after checking its size."""
+    import pypdfium2
+
+    try:
+        page = document[index]
+    except (pypdfium2.PdfiumError, IndexError) as exc:
+        raise PdfError(422, f"file: page {index + 1} of the PDF cannot be read ({exc})") from None
+    try:
+        width_pt, height_pt = page.get_size()
+        width, height = rendered_size(width_pt, height_pt)
+        if width < 1 or height < 1:
+            raise PdfError(422, f"file: page {index + 1} has no area ({width_pt:g} x {height_pt:g} pt)")
+        if width * height > limits.max_pixels or max(width, height) > limits.max_side:
+            raise PdfError(
+                413,
+                f"file: page {index + 1} is {width_pt / POINTS_PER_INCH:.1f} x "
+                f"{height_pt / POINTS_PER_INCH:.1f} in; rendered at {RENDER_SCALE * POINTS_PER_INCH:g} dpi "
+                f"it would be {width}x{height} px, over the limit of {limits.max_pixels / 1e6:g} MP "
+                f"or {limits.max_side} px a side",
+            )
+        try:
+            bitmap = page.render(scale=RENDER_SCALE)
+        except pypdfium2.PdfiumError as exc:
+            raise PdfError(422, f"file: page {index + 1} cannot be rendered ({exc})") from None
+        pixels = bitmap.to_numpy()
+        if pixels.ndim == 2:  # a grey bitmap
+            pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+        return np.ascontiguousarray(pixels[:, :, :3])  # pdfium's order is BGR(x)
+    finally:
+        page.close()
+
+
+def page_sizes(document, count: int) -> list[tuple[int, int]]:
+    """(width, height) of the first ``count`` pages as rendered, for ``dataInfo``."""
+    sizes = []
+    for index in range(count):
+        width_pt, height_pt = document.get_page_size(index)
+        sizes.append(rendered_size(width_pt, height_pt))
+    return sizes
+
+
+def rendered_size(width_pt: float, height_pt: float) -> tuple[int, int]:
+    """Pixels pdfium renders a page of this size into at ``RENDER_SCALE`` (it rounds up)."""
+    return math.ceil(width_pt * RENDER_SCALE), math.ceil(height_pt * RENDER_SCALE)

@@ -1,0 +1,461 @@
+"""The OCR runner: the worker-side stages of PaddleX's OCR pipeline.
+
+Stages (a task's ``stage``; see shared/messages.py for fan-out):
+
+* ``image`` -- decode, detect, crop the lines; read them here, or fan them
+  out to every worker as ``lines`` tasks and finish in ``assemble``.
+* ``pdf`` -- open the file, check it, fan out one ``page`` task per page,
+  finish in ``document``.
+* ``page`` -- render one page, then as ``image``.
+* ``lines`` -- orientation + recognition of a group of line crops.
+* ``assemble`` / ``document`` -- put the children's answers together.
+
+All the detections of one batch that share an input size run as one
+detector call (a PDF's pages). Every line is padded to the width PaddleX
+would pad it to (see ``lines.padded_widths``: that width changes what the
+recognizer reads), and then all the lines of one batch -- from every
+request and page in it -- that share a padded width are recognized
+together, up to ``lines_per_call`` at a time. A line's text therefore
+never depends on which other requests were in flight.
+
+On CPU ``lines_per_call`` is 1: measured on this project's 2-core machine,
+one line per call is faster than any batch for the recognizer (ONNX
+Runtime, 1700 px lines: 192 ms a line alone, 308 ms a line in sixes;
+Paddle: equal), while on a GPU batching is what pays.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pxserve.shared.messages import FanOut, Outcome, Task
+from pxserve.shared.pipelines import LoadedModel, RunnerContext
+from pxserve.workers.ocr import detection, lines, pdf, visualize
+from pxserve.workers.ocr.detection import DetectionParams
+
+log = logging.getLogger("pxserve.ocr")
+
+# Fan a page's lines out to other workers only when there are at least this
+# many recognition batches' worth: below it the hops cost more than they save.
+FAN_OUT_MIN_BATCHES = 2
+GPU_LINES_PER_CALL = 32
+
+
+class InputError(Exception):
+    """A request's file cannot be processed; answered with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class OcrDefaults:
+    """What a request leaves unset, from the pipeline config (see shared/pipelines/ocr.py)."""
+
+    det: DetectionParams = field(default_factory=DetectionParams)
+    use_textline_orientation: bool = True
+    text_rec_score_thresh: float = 0.0
+    return_word_box: bool = False
+    visualize: bool = False
+    rec_batch_size: int = 6
+    orientation_batch_size: int = 6
+    max_pdf_pages: int = 10
+    max_pixels: int = 64_000_000
+    max_side: int = 16_384
+
+
+@dataclass(frozen=True)
+class Options:
+    """One request's settings, as the front resolved them (defaults for warm-up tasks)."""
+
+    det: DetectionParams
+    use_textline_orientation: bool
+    text_rec_score_thresh: float
+    return_word_box: bool
+    visualize: bool
+
+    @classmethod
+    def of(cls, params: dict[str, Any], defaults: OcrDefaults) -> Options:
+        det = {**defaults.det.__dict__, **(params.get("det") or {})}
+        return cls(
+            det=DetectionParams(**det),
+            use_textline_orientation=bool(params.get("orientation", defaults.use_textline_orientation)),
+            text_rec_score_thresh=float(params.get("score_thresh", defaults.text_rec_score_thresh)),
+            return_word_box=bool(params.get("word_box", defaults.return_word_box)),
+            visualize=bool(params.get("visualize", defaults.visualize)),
+        )
+
+
+@dataclass
+class Page:
+    """One image or PDF page going through detection."""
+
+    slot: int  # index of its task in the batch
+    task: Task
+    image: np.ndarray  # BGR
+    options: Options
+    data_info: dict[str, Any] | None  # set for a whole-image request (wrap the result)
+    polys: list[np.ndarray] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class LineGroup:
+    """Crops to read, and where the answers go."""
+
+    slot: int
+    crops: list[np.ndarray]
+    ids: list[int]
+    orientation: bool
+    widths: list[int] = field(default_factory=list)  # padded width per line (PaddleX's)
+    texts: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    angles: list[int] = field(default_factory=list)
+
+
+class OcrRunner:
+    def __init__(self, models: dict[str, LoadedModel], defaults: OcrDefaults, context: RunnerContext) -> None:
+        self.defaults = defaults
+        self.workers = context.workers
+        self.beat = context.beat
+        self.detector = models["TextDetection"].backend
+        recognizer = models["TextRecognition"]
+        self.recognizer = recognizer.backend
+        self.lines_per_call = 1 if recognizer.device.kind == "cpu" else GPU_LINES_PER_CALL
+        decode = recognizer.model.post_process("CTCLabelDecode")
+        characters = [str(c) for c in decode.get("character_dict") or []]
+        if not characters:
+            raise ValueError(f"{recognizer.model.path}/inference.yml has no CTCLabelDecode.character_dict")
+        self.decoder = lines.CtcDecoder(characters, bool(decode.get("use_space_char", True)))
+        shape = _transform_arg(recognizer.model.transform_ops, "RecResizeImg", "image_shape") or [3, 48, 320]
+        self.rec_height, self.rec_width = int(shape[1]), int(shape[2])
+        self.rec_norm = lines.Normalization()
+        classifier = models.get("TextLineOrientation")
+        self.classifier = classifier.backend if classifier else None
+        self.cls_height, self.cls_width, self.cls_norm, self.flip_index = 48, 192, lines.Normalization(), 1
+        if classifier is not None:
+            size = _transform_arg(classifier.model.transform_ops, "ResizeImage", "size")
+            if size:
+                self.cls_width, self.cls_height = int(size[0]), int(size[1])
+            norm = _transform_op(classifier.model.transform_ops, "NormalizeImage")
+            if norm:
+                self.cls_norm = lines.Normalization(
+                    float(eval_scale(norm.get("scale", 1 / 255))),
+                    tuple(norm.get("mean", (0.5,) * 3)),
+                    tuple(norm.get("std", (0.5,) * 3)),
+                )
+            labels = [str(x) for x in classifier.model.post_process("Topk").get("label_list") or []]
+            self.flip_index = next((i for i, label in enumerate(labels) if "180" in label), 1)
+        self.page_limits = pdf.PageLimits(defaults.max_pixels, defaults.max_side)
+
+    # -- the batch ---------------------------------------------------------
+    def run(self, tasks: list[Task]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(tasks)
+        pages: list[Page] = []
+        groups: list[LineGroup] = []
+        for slot, task in enumerate(tasks):
+            try:
+                stage = task.stage or "image"
+                if stage == "image":
+                    pages.append(self._image_page(slot, task))
+                elif stage == "page":
+                    pages.append(self._pdf_page(slot, task))
+                elif stage == "pdf":
+                    outcomes[slot] = self._split_pdf(task)
+                elif stage == "lines":
+                    groups.append(self._line_group(slot, task))
+                elif stage == "assemble":
+                    outcomes[slot] = Outcome.success(task.request_id, self._assemble(task))
+                elif stage == "document":
+                    outcomes[slot] = Outcome.success(task.request_id, self._document(task))
+                else:
+                    outcomes[slot] = Outcome.failure(task.request_id, 500, f"unknown OCR stage {stage!r}")
+            except (InputError, pdf.PdfError) as exc:
+                outcomes[slot] = Outcome.failure(task.request_id, exc.status, str(exc))
+        self._detect(pages)
+        fan_out = len(pages) < self.workers
+        local: list[tuple[Page, LineGroup]] = []
+        for page in pages:
+            plan = self._plan_fan_out(page) if fan_out else None
+            if plan is not None:
+                outcomes[page.slot] = Outcome.fan_out(page.task.request_id, plan)
+            else:
+                ids = list(range(len(page.crops)))
+                orientation = page.options.use_textline_orientation
+                group = LineGroup(page.slot, page.crops, ids, orientation, self._widths(page.crops))
+                local.append((page, group))
+        self._read([g for _, g in local] + groups)
+        for page, group in local:
+            result = self._page_result(page.options, page.polys, [group], page.image, page.data_info)
+            outcomes[page.slot] = Outcome.success(page.task.request_id, result)
+        for group in groups:
+            answer = {"ids": group.ids, "texts": group.texts, "scores": group.scores, "angles": group.angles}
+            outcomes[group.slot] = Outcome.success(tasks[group.slot].request_id, answer)
+        return [o for o in outcomes if o is not None]
+
+    def warm_up(self) -> None:
+        """Run the recognizer (and classifier) once on narrow and wide lines."""
+        crops = [np.full((32, w, 3), 255, np.uint8) for w in (64, 320, 1200)]
+        self._read([LineGroup(0, crops, [0, 1, 2], self.classifier is not None, self._widths(crops))])
+
+    def _widths(self, crops: list[np.ndarray]) -> list[int]:
+        return lines.padded_widths(crops, self.defaults.rec_batch_size, self.rec_height, self.rec_width)
+
+    # -- inputs --------------------------------------------------------------
+    def _image_page(self, slot: int, task: Task) -> Page:
+        image = decode_bgr(task.image)
+        height, width = image.shape[:2]
+        info = {"width": width, "height": height, "type": "image"}
+        return Page(slot, task, image, Options.of(task.params, self.defaults), info)
+
+    def _pdf_page(self, slot: int, task: Task) -> Page:
+        document = pdf.open_pdf(task.image)
+        try:
+            image = pdf.render_page(document, int(task.params["page"]), self.page_limits)
+        finally:
+            document.close()
+        return Page(slot, task, image, Options.of(task.params, self.defaults), None)
+
+    def _split_pdf(self, task: Task) -> Outcome:
+        """Check the whole file, then one ``page`` task per page for any worker."""
+        document = pdf.open_pdf(task.image)
+        try:
+            count = pdf.page_count(document, int(task.params.get("max_pages", self.defaults.max_pdf_pages)))
+            sizes = pdf.page_sizes(document, count)
+        finally:
+            document.close()
+        for number, (width, height) in enumerate(sizes, start=1):
+            if width * height > self.page_limits.max_pixels or max(width, height) > self.page_limits.max_side:
+                raise pdf.PdfError(
+                    413,
+                    f"file: page {number} would render to {width}x{height} px at PaddleX's 144 dpi, over "
+                    f"the limit of {self.page_limits.max_pixels / 1e6:g} MP or {self.page_limits.max_side} "
+                    "px a side",
+                )
+        children = [Task(0, {**task.params, "page": index}, task.image, "page") for index in range(count)]
+        info = {"numPages": count, "pages": [{"width": w, "height": h} for w, h in sizes], "type": "pdf"}
+        return Outcome.fan_out(
+            task.request_id, FanOut(children, Task(0, {"data_info": info}, b"", "document"))
+        )
+
+    def _line_group(self, slot: int, task: Task) -> LineGroup:
+        crops, offset = [], 0
+        payload = task.image
+        for height, width in task.params["shapes"]:
+            size = height * width * 3
+            crops.append(np.frombuffer(payload[offset : offset + size], np.uint8).reshape(height, width, 3))
+            offset += size
+        params = task.params
+        return LineGroup(
+            slot, crops, list(params["ids"]), bool(params["orientation"]), list(params["widths"])
+        )
+
+    # -- detection -----------------------------------------------------------
+    def _detect(self, pages: list[Page]) -> None:
+        inputs = [detection.preprocess(p.image, p.options.det) for p in pages]
+        for group in detection.batch_for_detection(inputs):
+            maps = self.detector.infer(np.stack([inputs[i] for i in group]))
+            self.beat()
+            for row, i in enumerate(group):
+                page = pages[i]
+                height, width = page.image.shape[:2]
+                boxes = detection.boxes_from_map(maps[row, 0], height, width, page.options.det)
+                page.polys = detection.sort_boxes(boxes)
+                page.crops = [lines.crop_min_area(page.image, box) for box in page.polys]
+
+    def _plan_fan_out(self, page: Page) -> FanOut | None:
+        """Split the page's lines, in whole recognition batches, over the workers."""
+        size = self.defaults.rec_batch_size
+        if len(page.crops) < FAN_OUT_MIN_BATCHES * size:
+            return None
+        order = sorted(range(len(page.crops)), key=lambda i: page.crops[i].shape[1] / page.crops[i].shape[0])
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        parts = min(self.workers, len(batches))
+        loads = [0.0] * parts
+        assigned: list[list[int]] = [[] for _ in range(parts)]
+        cost = [len(b) * max(page.crops[i].shape[1] / page.crops[i].shape[0] for i in b) for b in batches]
+        for b in sorted(range(len(batches)), key=lambda b: -cost[b]):  # largest first, to the lightest part
+            part = loads.index(min(loads))
+            loads[part] += cost[b]
+            assigned[part].extend(batches[b])
+        widths = self._widths(page.crops)
+        children = []
+        for ids in assigned:
+            crops = [page.crops[i] for i in ids]
+            params = {
+                "ids": ids,
+                "shapes": [list(c.shape[:2]) for c in crops],
+                "widths": [widths[i] for i in ids],
+                "orientation": page.options.use_textline_orientation,
+            }
+            children.append(Task(0, params, b"".join(c.tobytes() for c in crops), "lines"))
+        params = {
+            **page.task.params,
+            "polys": [p.tolist() for p in page.polys],
+            "data_info": page.data_info,
+        }
+        source = _encode_jpeg(page.image) if page.options.visualize else b""
+        return FanOut(children, Task(0, params, source, "assemble"))
+
+    # -- orientation and recognition -------------------------------------------
+    def _read(self, groups: list[LineGroup]) -> None:
+        """Orientation, then recognition, of every line of every group, pooled."""
+        entries = [(g, k) for g in groups for k in range(len(g.crops))]
+        if not entries:
+            return
+        crops = [g.crops[k] for g, k in entries]
+        angles = [-1] * len(crops)
+        wanted = [i for i, (g, _) in enumerate(entries) if g.orientation and self.classifier is not None]
+        if wanted:
+            flips = self._classify([crops[i] for i in wanted])
+            for i, flip in zip(wanted, flips, strict=True):
+                angles[i] = 180 if flip else 0
+                if flip:
+                    crops[i] = cv2.rotate(crops[i], cv2.ROTATE_180)
+        widths = [g.widths[k] for g, k in entries]
+        texts: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        by_width: dict[int, list[int]] = {}
+        for i, width in enumerate(widths):
+            by_width.setdefault(width, []).append(i)
+        for width, members in sorted(by_width.items()):
+            for start in range(0, len(members), self.lines_per_call):
+                chunk = members[start : start + self.lines_per_call]
+                batch = lines.recognition_input(
+                    [crops[i] for i in chunk], width, self.rec_height, self.rec_norm
+                )
+                probabilities = self.recognizer.infer(batch)
+                self.beat()
+                for i, decoded in zip(chunk, self.decoder(probabilities), strict=True):
+                    texts[i] = decoded
+        for (group, _), (text, score), angle in zip(entries, texts, angles, strict=True):
+            group.texts.append(text)
+            group.scores.append(score)
+            group.angles.append(angle)
+
+    def _classify(self, crops: list[np.ndarray]) -> list[bool]:
+        assert self.classifier is not None
+        windows, owners = [], []
+        for i, crop in enumerate(crops):
+            for window in lines.orientation_windows(crop, self.cls_height, self.cls_width, self.cls_norm):
+                windows.append(window)
+                owners.append(i)
+        size = max(self.defaults.orientation_batch_size, 1)
+        probabilities = np.concatenate(
+            [self.classifier.infer(np.stack(windows[s : s + size])) for s in range(0, len(windows), size)]
+        )
+        return lines.flip_decisions(probabilities, owners, len(crops), self.flip_index)
+
+    # -- results ---------------------------------------------------------------
+    def _assemble(self, task: Task) -> dict[str, Any]:
+        options = Options.of(task.params, self.defaults)
+        polys = [np.asarray(p, dtype=np.int32) for p in task.params["polys"]]
+        groups = [
+            LineGroup(
+                0,
+                [],
+                c["ids"],
+                options.use_textline_orientation,
+                texts=c["texts"],
+                scores=c["scores"],
+                angles=c["angles"],
+            )
+            for c in task.params["children"]
+        ]
+        image = decode_bgr(task.image) if options.visualize and len(task.image) else None
+        return self._page_result(options, polys, groups, image, task.params.get("data_info"))
+
+    def _document(self, task: Task) -> dict[str, Any]:
+        return {"ocrResults": list(task.params["children"]), "dataInfo": task.params["data_info"]}
+
+    def _page_result(
+        self,
+        options: Options,
+        polys: list[np.ndarray],
+        groups: list[LineGroup],
+        image: np.ndarray | None,
+        data_info: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """One ``ocrResults`` entry (wrapped with ``dataInfo`` for an image request)."""
+        count = len(polys)
+        texts, scores, angles = [""] * count, [0.0] * count, [-1] * count
+        for group in groups:
+            for j, i in enumerate(group.ids):
+                texts[i], scores[i], angles[i] = group.texts[j], group.scores[j], group.angles[j]
+        keep = [i for i in range(count) if scores[i] >= options.text_rec_score_thresh]
+        rec_polys = [polys[i] for i in keep]
+        pruned = {
+            "model_settings": {
+                "use_doc_preprocessor": False,
+                "use_textline_orientation": options.use_textline_orientation,
+            },
+            "dt_polys": [p.tolist() for p in polys],
+            "text_det_params": options.det.as_result(),
+            "text_type": "general",
+            "textline_orientation_angles": angles if options.use_textline_orientation else [-1] * count,
+            "text_rec_score_thresh": options.text_rec_score_thresh,
+            "return_word_box": options.return_word_box,
+            "rec_texts": [texts[i] for i in keep],
+            "rec_scores": [scores[i] for i in keep],
+            "rec_polys": [p.tolist() for p in rec_polys],
+            "rec_boxes": detection.axis_aligned(rec_polys),
+        }
+        ocr_image = input_image = None
+        if options.visualize and image is not None:
+            rgb = visualize.bgr_to_image(image)
+            ocr_image = visualize.to_jpeg_base64(
+                visualize.draw_ocr(rgb, pruned["rec_polys"], pruned["rec_texts"])
+            )
+            input_image = visualize.to_jpeg_base64(rgb)
+        result = {
+            "prunedResult": pruned,
+            "ocrImage": ocr_image,
+            "docPreprocessingImage": None,
+            "inputImage": input_image,
+        }
+        if data_info is None:
+            return result
+        return {"ocrResults": [result], "dataInfo": data_info}
+
+
+def decode_bgr(data: bytes | memoryview) -> np.ndarray:
+    """Encoded image -> BGR uint8, upright (EXIF applied), as PaddleX reads files with OpenCV."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is not None:
+        return image
+    from pxserve.workers.preprocess import ImageDecodeError, decode_image
+
+    try:  # formats OpenCV does not read (GIF): Pillow
+        return np.ascontiguousarray(np.asarray(decode_image(data))[:, :, ::-1])
+    except ImageDecodeError as exc:
+        raise InputError(422, f"file: {exc}") from None
+
+
+def _encode_jpeg(image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return encoded.tobytes() if ok else b""
+
+
+def _transform_op(ops: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    for op in ops:
+        if isinstance(op, dict) and name in op:
+            return dict(op[name] or {})
+    return None
+
+
+def _transform_arg(ops: list[dict[str, Any]], name: str, key: str) -> Any:
+    op = _transform_op(ops, name)
+    return None if op is None else op.get(key)
+
+
+def eval_scale(value: Any) -> float:
+    """PaddleX writes ``scale: 1./255.`` as a string in some inference.yml files."""
+    if isinstance(value, str):
+        numerator, _, denominator = value.partition("/")
+        return float(numerator) / float(denominator or 1)
+    return float(value)
