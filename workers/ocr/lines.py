@@ -46,7 +46,7 @@ def crop_min_area(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     """PaddleX's crop for quadrilateral boxes: square the box up first, then warp."""
     from pxserve.workers.ocr.detection import min_area_box
 
-    rect_box, _ = min_area_box(box.reshape(-1, 1, 2).astype(np.float32))
+    rect_box, _ = min_area_box(box.reshape(-1, 1, 2).astype(np.int32))
     return crop_line(image, rect_box)
 
 
@@ -64,11 +64,20 @@ class Normalization:
         return ((pixels.astype(np.float32) * np.float32(self.scale) - mean) / std).transpose(2, 0, 1)
 
 
+MAX_LINE_WIDTH = 3200  # PaddleX squeezes longer lines to this width
+
+
 def resize_to_height(crop: np.ndarray, height: int, max_width: int) -> np.ndarray:
     """Height ``height``, aspect kept (rounded up), at most ``max_width`` wide."""
     ratio = crop.shape[1] / float(crop.shape[0])
     width = min(max_width, math.ceil(height * ratio))
     return cv2.resize(crop, (max(width, 1), height))
+
+
+def own_width(crop: np.ndarray, height: int, base_width: int) -> int:
+    """The width PaddleX gives one line before batching: its aspect, at least the base."""
+    ratio = max(base_width / height, crop.shape[1] / float(crop.shape[0]))
+    return min(int(height * ratio), MAX_LINE_WIDTH)
 
 
 def padded_widths(crops: list[np.ndarray], group_size: int, height: int, base_width: int) -> list[int]:
@@ -80,22 +89,30 @@ def padded_widths(crops: list[np.ndarray], group_size: int, height: int, base_wi
     attends over the whole width), so to return PaddleX's text each line
     must see exactly that width, whichever lines it is batched with here.
     """
-    order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / crops[i].shape[0])
+    order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
     widths = [0] * len(crops)
     for start in range(0, len(order), max(group_size, 1)):
         group = order[start : start + group_size]
-        max_ratio = max([base_width / height] + [crops[i].shape[1] / crops[i].shape[0] for i in group])
+        width = max(own_width(crops[i], height, base_width) for i in group)
         for i in group:
-            widths[i] = int(height * max_ratio)
+            widths[i] = width
     return widths
 
 
-def recognition_input(crops: list[np.ndarray], width: int, height: int, norm: Normalization) -> np.ndarray:
-    """Lines resized to ``height`` (aspect kept, at most ``width``), zero-padded to ``width``."""
+def recognition_input(crops: list[np.ndarray], width: int, height: int, base_width: int) -> np.ndarray:
+    """Lines as PaddleX feeds them: resized to ``height`` (a line wider than 3200 px
+    squeezed to it), scaled to [-1, 1], zero-padded on the right to ``width``."""
     batch = np.zeros((len(crops), 3, height, width), dtype=np.float32)
     for i, crop in enumerate(crops):
-        resized = resize_to_height(crop, height, width)
-        batch[i, :, :, : resized.shape[1]] = norm(resized)
+        limit = own_width(crop, height, base_width)
+        if limit >= MAX_LINE_WIDTH:
+            resized = cv2.resize(crop, (MAX_LINE_WIDTH, height))
+        else:
+            resized = resize_to_height(crop, height, limit)
+        pixels = resized.astype(np.float32).transpose(2, 0, 1) / 255
+        pixels -= 0.5
+        pixels /= 0.5
+        batch[i, :, :, : pixels.shape[2]] = pixels
     return batch
 
 

@@ -135,7 +135,6 @@ class OcrRunner:
         self.decoder = lines.CtcDecoder(characters, bool(decode.get("use_space_char", True)))
         shape = _transform_arg(recognizer.model.transform_ops, "RecResizeImg", "image_shape") or [3, 48, 320]
         self.rec_height, self.rec_width = int(shape[1]), int(shape[2])
-        self.rec_norm = lines.Normalization()
         classifier = models.get("TextLineOrientation")
         self.classifier = classifier.backend if classifier else None
         self.cls_height, self.cls_width, self.cls_norm, self.flip_index = 48, 192, lines.Normalization(), 1
@@ -327,7 +326,7 @@ class OcrRunner:
             for start in range(0, len(members), self.lines_per_call):
                 chunk = members[start : start + self.lines_per_call]
                 batch = lines.recognition_input(
-                    [crops[i] for i in chunk], width, self.rec_height, self.rec_norm
+                    [crops[i] for i in chunk], width, self.rec_height, self.rec_width
                 )
                 probabilities = self.recognizer.infer(batch)
                 self.beat()
