@@ -122,15 +122,15 @@ async def _send(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[
 
 
 async def closed_loop(
-    url: str, body: bytes, concurrency: int, duration_s: float, warmup_s: float
+    url: str, body: bytes, concurrency: int, duration_s: float, warmup_s: float, route: str = ROUTE
 ) -> RunResult:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+        connector=connector, timeout=aiohttp.ClientTimeout(total=600)
     ) as session:
         stop_warmup = time.monotonic() + warmup_s
         while time.monotonic() < stop_warmup:
-            await asyncio.gather(*(_send(session, url + ROUTE, body) for _ in range(concurrency)))
+            await asyncio.gather(*(_send(session, url + route, body) for _ in range(concurrency)))
         before = await _batch_stats(session, url)
         progress = Progress(f"closed c={concurrency}", duration_s)
         started = time.monotonic()
@@ -138,7 +138,7 @@ async def closed_loop(
 
         async def client() -> None:
             while time.monotonic() < deadline:
-                await progress.send(session, url + ROUTE, body)
+                await progress.send(session, url + route, body)
 
         ticker = asyncio.create_task(progress.run())
         await asyncio.gather(*(client() for _ in range(concurrency)))
@@ -152,7 +152,7 @@ async def closed_loop(
 async def open_loop(url: str, body: bytes, rate: float, duration_s: float) -> RunResult:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+        connector=connector, timeout=aiohttp.ClientTimeout(total=600)
     ) as session:
         before = await _batch_stats(session, url)
         progress = Progress(f"open {rate:g}/s", duration_s)

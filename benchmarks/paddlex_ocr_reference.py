@@ -63,7 +63,8 @@ def main() -> int:
         pages = []
         for result in pipeline.predict(str(path)):
             res = result.json["res"]
-            pages.append({k: res[k] for k in ("rec_texts", "rec_scores", "dt_polys", "rec_polys", "rec_boxes")})
+            keys = ("rec_texts", "rec_scores", "dt_polys", "rec_polys", "rec_boxes")
+            pages.append({k: res[k] for k in keys})
         target = path.with_name(path.name + ".paddlex.json")
         target.write_text(json.dumps({"paddlex": "3.4.3", "pages": pages}, ensure_ascii=False, indent=1))
         print(f"{path}: {sum(len(p['rec_texts']) for p in pages)} lines -> {target}")

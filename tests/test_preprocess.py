@@ -97,7 +97,7 @@ def test_decode_converts_every_mode_to_rgb() -> None:
 def test_model_dir_checks_are_specific(tmp_path) -> None:
     with pytest.raises(ModelDirError, match=r"does not exist"):
         ModelDir.load(tmp_path / "missing")
-    with pytest.raises(ModelDirError, match=r"neither inference.json nor inference.pdmodel"):
+    with pytest.raises(ModelDirError, match=r"neither inference.json, inference.pdmodel nor inference.onnx"):
         ModelDir.load(tmp_path)
     (tmp_path / "inference.pdmodel").write_bytes(b"")
     with pytest.raises(ModelDirError, match=r"no inference.pdiparams"):

@@ -63,18 +63,7 @@ def render_page(document, index: int, limits: PageLimits) -> np.ndarray:
     except (pypdfium2.PdfiumError, IndexError) as exc:
         raise PdfError(422, f"file: page {index + 1} of the PDF cannot be read ({exc})") from None
     try:
-        width_pt, height_pt = page.get_size()
-        width, height = rendered_size(width_pt, height_pt)
-        if width < 1 or height < 1:
-            raise PdfError(422, f"file: page {index + 1} has no area ({width_pt:g} x {height_pt:g} pt)")
-        if width * height > limits.max_pixels or max(width, height) > limits.max_side:
-            raise PdfError(
-                413,
-                f"file: page {index + 1} is {width_pt / POINTS_PER_INCH:.1f} x "
-                f"{height_pt / POINTS_PER_INCH:.1f} in; rendered at {RENDER_SCALE * POINTS_PER_INCH:g} dpi "
-                f"it would be {width}x{height} px, over the limit of {limits.max_pixels / 1e6:g} MP "
-                f"or {limits.max_side} px a side",
-            )
+        check_page_size(index + 1, *page.get_size(), limits)
         try:
             bitmap = page.render(scale=RENDER_SCALE)
         except pypdfium2.PdfiumError as exc:
@@ -87,12 +76,35 @@ def render_page(document, index: int, limits: PageLimits) -> np.ndarray:
         page.close()
 
 
-def page_sizes(document, count: int) -> list[tuple[int, int]]:
-    """(width, height) of the first ``count`` pages as rendered, for ``dataInfo``."""
+def check_page_size(number: int, width_pt: float, height_pt: float, limits: PageLimits) -> tuple[int, int]:
+    """The page's rendered size, or PdfError when it has none or would exceed the limits."""
+    width, height = rendered_size(width_pt, height_pt)
+    if width < 1 or height < 1:
+        raise PdfError(422, f"file: page {number} has no area ({width_pt:g} x {height_pt:g} pt)")
+    if width * height > limits.max_pixels or max(width, height) > limits.max_side:
+        raise PdfError(
+            413,
+            f"file: page {number} is {width_pt / POINTS_PER_INCH:.1f} x {height_pt / POINTS_PER_INCH:.1f} in;"
+            f" rendered at {RENDER_SCALE * POINTS_PER_INCH:g} dpi (as PaddleX does) it would be "
+            f"{width}x{height} px, over the limit of {limits.max_pixels / 1e6:g} MP or {limits.max_side} px "
+            "a side",
+        )
+    return width, height
+
+
+def page_sizes(document, count: int, limits: PageLimits) -> list[tuple[int, int]]:
+    """(width, height) of the first ``count`` pages as rendered, for ``dataInfo``; all checked."""
+    import pypdfium2
+
     sizes = []
     for index in range(count):
-        width_pt, height_pt = document.get_page_size(index)
-        sizes.append(rendered_size(width_pt, height_pt))
+        try:
+            width_pt, height_pt = document.get_page_size(index)
+        except pypdfium2.PdfiumError as exc:
+            raise PdfError(
+                422, f"file: page {index + 1} of the {len(document)} the PDF claims cannot be read ({exc})"
+            ) from None
+        sizes.append(check_page_size(index + 1, width_pt, height_pt, limits))
     return sizes
 
 

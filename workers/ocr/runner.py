@@ -226,17 +226,9 @@ class OcrRunner:
         document = pdf.open_pdf(task.image)
         try:
             count = pdf.page_count(document, int(task.params.get("max_pages", self.defaults.max_pdf_pages)))
-            sizes = pdf.page_sizes(document, count)
+            sizes = pdf.page_sizes(document, count, self.page_limits)
         finally:
             document.close()
-        for number, (width, height) in enumerate(sizes, start=1):
-            if width * height > self.page_limits.max_pixels or max(width, height) > self.page_limits.max_side:
-                raise pdf.PdfError(
-                    413,
-                    f"file: page {number} would render to {width}x{height} px at PaddleX's 144 dpi, over "
-                    f"the limit of {self.page_limits.max_pixels / 1e6:g} MP or {self.page_limits.max_side} "
-                    "px a side",
-                )
         children = [Task(0, {**task.params, "page": index}, task.image, "page") for index in range(count)]
         info = {"numPages": count, "pages": [{"width": w, "height": h} for w, h in sizes], "type": "pdf"}
         return Outcome.fan_out(

@@ -1,0 +1,239 @@
+"""The OCR pipeline against a real server with the real embedded models.
+
+Correctness is judged against answers recorded once from PaddleX 3.4.3 on
+the same models and settings (benchmarks/paddlex_ocr_reference.py): the
+same texts, boxes within 2 px. The text-line orientation stage is compared
+on what it is for: lines upside down are turned, upright ones are not.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pdfs
+import pytest
+import requests
+import yaml
+from conftest import Server, start_server, stop_and_check_clean, wait_until
+from PIL import Image
+
+DATA = Path(__file__).parent / "data" / "ocr"
+PRUNED_KEYS = {
+    "model_settings", "dt_polys", "text_det_params", "text_type", "textline_orientation_angles",
+    "text_rec_score_thresh", "return_word_box", "rec_texts", "rec_scores", "rec_polys", "rec_boxes",
+}  # fmt: skip
+
+
+def b64_file(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def reference(name: str) -> dict[str, Any]:
+    return json.loads((DATA / f"{name}.paddlex.json").read_text())["pages"][0]
+
+
+def write_ocr_config(folder: Path, serving: dict[str, Any] | None = None, **top: Any) -> Path:
+    from importlib import resources
+
+    config = yaml.safe_load((resources.files("pxserve.configs") / "OCR.yaml").read_text())
+    config["Serving"].update(serving or {})
+    config.update(top)
+    path = folder / f"ocr-{len(list(folder.glob('ocr-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def ocr(server: Server, payload: dict[str, Any], timeout: float = 120) -> requests.Response:
+    return requests.post(f"{server.url}/ocr", json=payload, timeout=timeout)
+
+
+def page_of(response: requests.Response, index: int = 0) -> dict[str, Any]:
+    assert response.status_code == 200, response.text[:500]
+    return response.json()["result"]["ocrResults"][index]["prunedResult"]
+
+
+def assert_reads_like_paddlex(pruned: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert pruned["rec_texts"] == expected["rec_texts"]
+    ours, theirs = np.array(pruned["dt_polys"]), np.array(expected["dt_polys"])
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() <= 2
+    assert np.allclose(pruned["rec_scores"], expected["rec_scores"], atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def server(work_dir: Path) -> Server:
+    config = write_ocr_config(work_dir, {"instances_per_device": 2, "cpu_threads": 1, "max_pdf_pages": 2})
+    running = start_server(config, work_dir)
+    yield running
+    stop_and_check_clean(running)
+
+
+@pytest.mark.slow
+def test_reads_what_paddlex_reads(server: Server) -> None:
+    for name in ("page_region.jpg", "half_upside_down.jpg"):
+        response = ocr(server, {"file": b64_file(DATA / name), "useTextlineOrientation": False})
+        assert_reads_like_paddlex(page_of(response), reference(name))
+
+
+@pytest.mark.slow
+def test_result_has_paddlexs_shape(server: Server) -> None:
+    response = ocr(server, {"file": b64_file(DATA / "page_region.jpg"), "logId": "client-42"})
+    body = response.json()
+    assert body["logId"] == "client-42"
+    assert body["errorCode"] == 0
+    result = body["result"]
+    assert result["dataInfo"] == {"width": 712, "height": 218, "type": "image"}
+    page = result["ocrResults"][0]
+    assert page["ocrImage"] is None and page["inputImage"] is None and page["docPreprocessingImage"] is None
+    pruned = page["prunedResult"]
+    assert set(pruned) == PRUNED_KEYS
+    assert pruned["model_settings"] == {"use_doc_preprocessor": False, "use_textline_orientation": True}
+    assert pruned["text_det_params"] == {
+        "limit_side_len": 64, "limit_type": "min", "thresh": 0.3, "max_side_limit": 4000,
+        "box_thresh": 0.6, "unclip_ratio": 1.5,
+    }  # fmt: skip
+    assert len(pruned["rec_boxes"]) == len(pruned["rec_polys"]) == len(pruned["rec_texts"])
+    for box, poly in zip(pruned["rec_boxes"], pruned["rec_polys"], strict=True):
+        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+        assert box == [min(xs), min(ys), max(xs), max(ys)]
+
+
+@pytest.mark.slow
+def test_orientation_turns_upside_down_lines_and_leaves_upright_ones(server: Server) -> None:
+    turned = page_of(ocr(server, {"file": b64_file(DATA / "half_upside_down.jpg")}))
+    assert turned["textline_orientation_angles"] == [0, 0, 0, 0, 180, 180, 180]
+    assert all("MIME" in text or "specification" in text for text in turned["rec_texts"][4:])
+    upright = page_of(ocr(server, {"file": b64_file(DATA / "page_top.jpg"), "useTextlineOrientation": True}))
+    assert set(upright["textline_orientation_angles"]) == {0}  # long English lines: none turned over
+    assert upright["rec_texts"] == reference("page_top.jpg")["rec_texts"]
+
+
+@pytest.mark.slow
+def test_one_pages_lines_spread_over_the_workers(server: Server) -> None:
+    """17 lines (3 recognition batches): the page fans out, and still reads as PaddleX."""
+
+    def batches() -> float:
+        text = requests.get(f"{server.url}/metrics", timeout=10).text
+        return float(re.search(r"^pxserve_batch_size_count (\S+)$", text, re.M).group(1))
+
+    before = batches()
+    response = ocr(server, {"file": b64_file(DATA / "page_top.jpg"), "useTextlineOrientation": False})
+    assert_reads_like_paddlex(page_of(response), reference("page_top.jpg"))
+    # the page, a group of lines for each of the 2 workers, and putting it together
+    wait_until(lambda: batches() - before >= 4, 10, "the worker batches to be counted")
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert 'pxserve_model_batch_size_count{model="PP-OCRv4_mobile_rec"}' in text
+    assert 'pxserve_model_batch_size_count{model="PP-OCRv4_mobile_det"}' in text
+
+
+@pytest.mark.slow
+def test_visualize_draws_the_page_and_its_text(server: Server) -> None:
+    page = ocr(server, {"file": b64_file(DATA / "page_region.jpg"), "visualize": True}).json()["result"]
+    drawn = Image.open(io.BytesIO(base64.b64decode(page["ocrResults"][0]["ocrImage"])))
+    original = Image.open(io.BytesIO(base64.b64decode(page["ocrResults"][0]["inputImage"])))
+    assert drawn.format == original.format == "JPEG"
+    assert original.size == (712, 218)
+    assert drawn.size == (2 * 712, 218)  # the page beside its text
+    right = np.asarray(drawn.convert("L"))[:, 712:]
+    assert (right < 128).mean() > 0.01  # text was drawn on the white half
+
+
+@pytest.mark.slow
+def test_pdf_pages_are_read_up_to_the_limit(server: Server) -> None:
+    region = Image.open(DATA / "page_region.jpg")
+    document = pdfs.from_images([region, region.rotate(0), region])  # 3 pages; the server reads 2
+    for file_type in (0, None):  # None: told apart by the bytes
+        payload = {"file": b64(document), "useTextlineOrientation": False}
+        if file_type is not None:
+            payload["fileType"] = file_type
+        result = ocr(server, payload).json()["result"]
+        assert result["dataInfo"] == {
+            "numPages": 2, "pages": [{"width": 1424, "height": 436}] * 2, "type": "pdf",
+        }  # fmt: skip
+        assert len(result["ocrResults"]) == 2
+        for page in result["ocrResults"]:
+            assert any("MIME" in text for text in page["prunedResult"]["rec_texts"])
+
+
+@pytest.mark.slow
+def test_every_setting_is_honoured_per_request(server: Server) -> None:
+    file = b64_file(DATA / "page_region.jpg")
+    default = page_of(ocr(server, {"file": file}))
+    strict = page_of(ocr(server, {"file": file, "textDetBoxThresh": 0.95, "textRecScoreThresh": 0.99}))
+    assert strict["text_det_params"]["box_thresh"] == 0.95
+    assert strict["text_rec_score_thresh"] == 0.99
+    assert len(strict["dt_polys"]) < len(default["dt_polys"])
+    assert all(score >= 0.99 for score in strict["rec_scores"])
+    small = page_of(ocr(server, {"file": file, "textDetLimitSideLen": 320, "textDetLimitType": "max"}))
+    assert small["text_det_params"]["limit_type"] == "max"
+    assert small["dt_polys"] != default["dt_polys"]  # detected on a 320 px image, mapped back
+    off = page_of(ocr(server, {"file": file, "useTextlineOrientation": False}))
+    assert off["textline_orientation_angles"] == [-1] * len(off["dt_polys"])
+    assert off["model_settings"]["use_textline_orientation"] is False
+
+
+@pytest.mark.slow
+def test_an_image_without_text_gives_empty_lists(server: Server) -> None:
+    pruned = page_of(ocr(server, {"file": b64_file(DATA / "blank.png")}))
+    assert pruned["dt_polys"] == [] and pruned["rec_texts"] == [] and pruned["rec_boxes"] == []
+
+
+def _bad_inputs() -> list[tuple[str, dict[str, Any], int, str]]:
+    region = (DATA / "page_region.jpg").read_bytes()
+    pdf = pdfs.from_images([Image.open(DATA / "page_region.jpg")])
+    noise = b64(bytes(range(256)) * 8)
+    not_an_image = "file: the data is not an image"
+    return [
+        ("not Base64", {"file": "%%% not base64 %%%"}, 422, "file: is not valid Base64"),
+        ("random bytes", {"file": noise, "fileType": 1}, 422, not_an_image),
+        ("random bytes, no type", {"file": noise}, 422, not_an_image),
+        ("a PDF sent as an image", {"file": b64(pdf), "fileType": 1}, 422, "is a PDF; send fileType 0"),
+        ("an image sent as a PDF", {"file": b64(region), "fileType": 0}, 422, "is not a PDF"),
+        ("a truncated PDF", {"file": b64(pdf[: len(pdf) // 3]), "fileType": 0}, 422, "file:"),
+        ("a malformed PDF", {"file": b64(b"%PDF-1.7\n" + bytes(range(256)) * 4)}, 422, "not a readable PDF"),
+        ("an encrypted PDF", {"file": b64(pdfs.encrypted()), "fileType": 0}, 422, "encrypted"),
+        ("a PDF claiming 100000 pages", {"file": b64(pdfs.blank(claimed_pages=100000))}, 422, "100000"),
+        ("a 200 x 200 inch page", {"file": b64(pdfs.blank(14400, 14400))}, 413, "200.0 x 200.0 in"),
+        ("doc unwarping asked for", {"file": b64(region), "useDocUnwarping": True}, 422, "useDocUnwarping: "),
+        ("a bad limit type", {"file": b64(region), "textDetLimitType": "middle"}, 422, "textDetLimitType"),
+        ("a threshold over 1", {"file": b64(region), "textDetThresh": 1.5}, 422, "textDetThresh"),
+        ("fileType 2", {"file": b64(region), "fileType": 2}, 422, "fileType"),
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bad_input_gets_a_clear_4xx_and_no_worker_dies(server: Server) -> None:
+    workers = sorted(server.workers())
+    for name, payload, status, fragment in _bad_inputs():
+        started = time.monotonic()
+        response = ocr(server, payload, timeout=60)
+        body = response.json()
+        assert (response.status_code, body["errorCode"]) == (status, status), f"{name}: {body}"
+        assert fragment in body["errorMsg"], f"{name}: {body['errorMsg']}"
+        assert time.monotonic() - started < 10, f"{name} took {time.monotonic() - started:.1f} s"
+    assert sorted(server.workers()) == workers  # none crashed or was replaced
+    assert "Traceback" not in server.logs()
+
+
+@pytest.mark.slow
+def test_hpip_serves_the_same_text_with_onnx_runtime(work_dir: Path) -> None:
+    config = write_ocr_config(work_dir, {"instances_per_device": 1})
+    hpip = start_server(config, work_dir, "--use_hpip")
+    try:
+        assert "converting PP-OCRv4_mobile_rec to ONNX" in hpip.logs() or "cached ONNX" in hpip.logs()
+        response = ocr(hpip, {"file": b64_file(DATA / "page_region.jpg"), "useTextlineOrientation": False})
+        assert_reads_like_paddlex(page_of(response), reference("page_region.jpg"))
+        assert "with onnxruntime" in hpip.logs()
+    finally:
+        stop_and_check_clean(hpip)
