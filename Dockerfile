@@ -45,6 +45,7 @@ RUN pip install --no-deps /src \
     && rm -rf /src \
     && pxserve --prepare --pipeline image_classification \
     && pxserve --prepare --pipeline image_classification --use_hpip \
+    && pxserve --prepare --pipeline OCR --use_hpip \
     && find /opt/pxserve -name __pycache__ -prune -exec rm -rf {} + \
     && chmod -R a+rX /opt/pxserve
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import signal
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,6 +41,21 @@ log = logging.getLogger("pxserve.engine")
 
 class WorkerLostError(Exception):
     """The worker holding a task exited before answering it."""
+
+    def __init__(self, exitcode: int | None = None) -> None:
+        super().__init__(exitcode)
+        self.exitcode = exitcode
+
+    @property
+    def crashed(self) -> str | None:
+        """The signal's name when the worker crashed (not when it was killed or stopped)."""
+        if self.exitcode is not None and -self.exitcode in CRASH_SIGNALS:
+            return signal.Signals(-self.exitcode).name
+        return None
+
+
+# A worker dying of one of these crashed in native code, on its own.
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL}
 
 
 @dataclass(eq=False)
@@ -106,13 +122,25 @@ class EngineClient:
         return outcome
 
     async def _run_retrying(self, task: Task) -> Outcome:
+        """Run a task; retry it once if its worker exits. If it crashed both
+        workers (a native crash, such as a PDF library fed hostile bytes), the
+        input is the likely cause: 422, and it is not tried a third time."""
         try:
             return await self._run_once(task)
-        except WorkerLostError:
-            log.warning("retrying a task whose worker exited")
+        except WorkerLostError as first:
+            log.warning("retrying a task whose worker exited (code %s)", first.exitcode)
             try:
                 return await self._run_once(task)
-            except WorkerLostError:
+            except WorkerLostError as second:
+                if first.crashed and second.crashed:
+                    log.error(
+                        "a task crashed two workers (%s, %s); refusing it", first.crashed, second.crashed
+                    )
+                    raise RequestError(
+                        422,
+                        f"this input crashed the worker processing it twice ({second.crashed}); "
+                        "it was not tried again",
+                    ) from None
                 raise RequestError(503, "the worker processing this request exited; retry") from None
 
     async def _run_once(self, task: Task) -> Outcome:
@@ -191,5 +219,5 @@ class EngineClient:
         for pending in list(self._pending.values()):
             if pending.worker is handle and not pending.future.done():
                 pending.worker = None
-                pending.future.set_exception(WorkerLostError())
+                pending.future.set_exception(WorkerLostError(handle.process.exitcode))
         handle.outstanding = 0

@@ -237,3 +237,63 @@ def test_hpip_serves_the_same_text_with_onnx_runtime(work_dir: Path) -> None:
         assert "with onnxruntime" in hpip.logs()
     finally:
         stop_and_check_clean(hpip)
+
+
+@pytest.mark.slow
+def test_word_boxes_split_each_line_into_its_words(server: Server) -> None:
+    plain = page_of(ocr(server, {"file": b64_file(DATA / "page_region.jpg")}))
+    assert "text_word" not in plain
+    pruned = page_of(ocr(server, {"file": b64_file(DATA / "page_region.jpg"), "returnWordBox": True}))
+    assert pruned["return_word_box"] is True
+    assert len(pruned["text_word"]) == len(pruned["text_word_region"]) == len(pruned["rec_texts"])
+    for text, words, regions, box in zip(
+        pruned["rec_texts"], pruned["text_word"], pruned["text_word_region"], pruned["rec_boxes"], strict=True
+    ):
+        assert "".join(words) == text.replace(" ", "")
+        assert len(regions) == len(words)
+        starts = [min(p[0] for p in quad) for quad in regions]
+        assert starts == sorted(starts)  # left to right along the line
+        for quad in regions:  # inside the line's box, give or take a pixel
+            assert all(box[0] - 2 <= x <= box[2] + 2 and box[1] - 2 <= y <= box[3] + 2 for x, y in quad)
+
+
+@pytest.mark.slow
+def test_an_input_that_crashes_two_workers_gets_a_422(work_dir: Path) -> None:
+    """Stands in for a PDF that crashes pdfium: each worker holding it dies of SIGSEGV."""
+    import os
+    import signal
+    import threading
+
+    config = write_ocr_config(work_dir, {"instances_per_device": 1, "max_pdf_pages": 10})
+    single = start_server(config, work_dir)
+    try:
+        region = Image.open(DATA / "page_top.jpg")
+        document = pdfs.from_images([region] * 10)
+        answers: list[requests.Response] = []
+        thread = threading.Thread(
+            target=lambda: answers.append(ocr(single, {"file": b64(document)}, timeout=300)), daemon=True
+        )
+        thread.start()
+        for attempt in range(2):
+            worker = wait_until(lambda: (single.workers() or [None])[0], 60, "a worker")
+            wait_until(
+                lambda: (
+                    "pxserve_queue_depth 1.0" in requests.get(f"{single.url}/metrics", timeout=5).text
+                    and requests.get(f"{single.url}/health", timeout=5).status_code == 200
+                ),
+                60,
+                "the PDF to be in flight on a ready worker",
+            )
+            os.kill(worker, signal.SIGSEGV)
+            if attempt == 0:
+                wait_until(
+                    lambda w=worker: single.workers() and single.workers()[0] != w, 60, "a replacement"
+                )
+        thread.join(timeout=120)
+        assert answers and answers[0].status_code == 422, answers[0].text if answers else "no answer"
+        assert "crashed the worker processing it twice (SIGSEGV)" in answers[0].json()["errorMsg"]
+        wait_until(lambda: requests.get(f"{single.url}/health", timeout=5).status_code == 200, 60, "recovery")
+        again = ocr(single, {"file": b64_file(DATA / "page_region.jpg")})
+        assert again.status_code == 200  # the server healed and serves
+    finally:
+        stop_and_check_clean(single)

@@ -138,13 +138,21 @@ def flip_decisions(probabilities: np.ndarray, owners: list[int], count: int, fli
     return [bool(seen[i] and sums[i] / seen[i] > FLIP_THRESHOLD) for i in range(count)]
 
 
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    score: float
+    columns: list[int]  # the output step each character of ``text`` was read at
+    steps: int  # output steps across the padded input
+
+
 class CtcDecoder:
     """Greedy CTC: best class per step, repeats merged, blanks dropped; score = mean kept probability."""
 
     def __init__(self, characters: list[str], use_space_char: bool = True) -> None:
         self.characters = ["blank", *characters] + ([" "] if use_space_char else [])
 
-    def __call__(self, probs: np.ndarray) -> list[tuple[str, float]]:
+    def __call__(self, probs: np.ndarray) -> list[Decoded]:
         best = probs.argmax(axis=2)
         best_prob = probs.max(axis=2)
         results = []
@@ -152,7 +160,79 @@ class CtcDecoder:
             keep = np.ones(len(indices), dtype=bool)
             keep[1:] = indices[1:] != indices[:-1]
             keep &= indices != 0
-            chars = [self.characters[i] if i < len(self.characters) else "" for i in indices[keep]]
+            columns = [int(c) for c in np.flatnonzero(keep) if indices[c] < len(self.characters)]
+            text = "".join(self.characters[indices[c]] for c in columns)
             kept = scores[keep]
-            results.append(("".join(chars), float(kept.mean()) if kept.size else 0.0))
+            results.append(Decoded(text, float(kept.mean()) if kept.size else 0.0, columns, len(indices)))
         return results
+
+
+def content_width(crop: np.ndarray, height: int, base_width: int) -> int:
+    """How wide the line itself is in the recognizer's input (the rest is padding)."""
+    limit = own_width(crop, height, base_width)
+    if limit >= MAX_LINE_WIDTH:
+        return MAX_LINE_WIDTH
+    return max(1, min(limit, math.ceil(height * crop.shape[1] / float(crop.shape[0]))))
+
+
+def is_cjk(char: str) -> bool:
+    code = ord(char)
+    return (
+        0x3040 <= code <= 0x30FF
+        or 0x3400 <= code <= 0x9FFF
+        or 0xAC00 <= code <= 0xD7AF
+        or 0xF900 <= code <= 0xFAFF
+    )
+
+
+def words(decoded: Decoded, padded_width: int, line_width: int) -> list[tuple[str, float, float]]:
+    """``returnWordBox``: each word with where it starts and ends along the line (0..1).
+
+    Runs of letters, digits and punctuation are words, spaces separate them,
+    and each CJK character is a word of its own, as PaddleX splits them. A
+    character read at output step c covers c..c+1 of ``steps`` across the
+    padded input, of which the line fills ``line_width`` pixels.
+    """
+    scale = padded_width / decoded.steps / line_width
+    found: list[tuple[str, float, float]] = []
+    current, first, last = "", 0, 0
+    for char, column in zip(decoded.text, decoded.columns, strict=True):
+        if char.isspace() or is_cjk(char):
+            if current:
+                found.append((current, first * scale, (last + 1) * scale))
+                current = ""
+            if is_cjk(char):
+                found.append((char, column * scale, (column + 1) * scale))
+            continue
+        if not current:
+            first = column
+        current, last = current + char, column
+    if current:
+        found.append((current, first * scale, (last + 1) * scale))
+    return [(w, min(max(a, 0.0), 1.0), min(max(b, 0.0), 1.0)) for w, a, b in found]
+
+
+def word_quad(poly: np.ndarray, start: float, end: float, angle: int) -> list[list[int]]:
+    """The part of a line's box between two fractions of its reading direction."""
+    from pxserve.workers.ocr.detection import min_area_box
+
+    box, _ = min_area_box(poly.reshape(-1, 1, 2).astype(np.int32))
+    p0, p1, p2, p3 = box
+    width, height = np.linalg.norm(p0 - p1), np.linalg.norm(p0 - p3)
+    if angle == 180:
+        start, end = 1.0 - end, 1.0 - start
+    if width > 0 and height / width >= TALL_RATIO:  # read top to bottom (the crop was turned)
+        a, b, c, d = (
+            p0 + (p3 - p0) * start,
+            p1 + (p2 - p1) * start,
+            p1 + (p2 - p1) * end,
+            p0 + (p3 - p0) * end,
+        )
+    else:
+        a, b, c, d = (
+            p0 + (p1 - p0) * start,
+            p0 + (p1 - p0) * end,
+            p3 + (p2 - p3) * end,
+            p3 + (p2 - p3) * start,
+        )
+    return [[round(float(x)), round(float(y))] for x, y in (a, b, c, d)]

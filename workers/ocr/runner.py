@@ -40,9 +40,9 @@ from pxserve.workers.ocr.detection import DetectionParams
 
 log = logging.getLogger("pxserve.ocr")
 
-# Fan a page's lines out to other workers only when there are at least this
-# many recognition batches' worth: below it the hops cost more than they save.
-FAN_OUT_MIN_BATCHES = 2
+# Fan a page's lines out to other workers only when it has at least this
+# many: below it the extra hops cost more than they save.
+FAN_OUT_MIN_LINES = 4
 GPU_LINES_PER_CALL = 32
 
 
@@ -114,6 +114,8 @@ class LineGroup:
     ids: list[int]
     orientation: bool
     widths: list[int] = field(default_factory=list)  # padded width per line (PaddleX's)
+    word_box: bool = False
+    words: list[list[Any]] = field(default_factory=list)  # per line: [word, start, end] (0..1)
     texts: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     angles: list[int] = field(default_factory=list)
@@ -187,14 +189,27 @@ class OcrRunner:
             else:
                 ids = list(range(len(page.crops)))
                 orientation = page.options.use_textline_orientation
-                group = LineGroup(page.slot, page.crops, ids, orientation, self._widths(page.crops))
+                group = LineGroup(
+                    page.slot,
+                    page.crops,
+                    ids,
+                    orientation,
+                    self._widths(page.crops),
+                    page.options.return_word_box,
+                )
                 local.append((page, group))
         self._read([g for _, g in local] + groups)
         for page, group in local:
             result = self._page_result(page.options, page.polys, [group], page.image, page.data_info)
             outcomes[page.slot] = Outcome.success(page.task.request_id, result)
         for group in groups:
-            answer = {"ids": group.ids, "texts": group.texts, "scores": group.scores, "angles": group.angles}
+            answer = {
+                "ids": group.ids,
+                "texts": group.texts,
+                "scores": group.scores,
+                "angles": group.angles,
+                "words": group.words,
+            }
             outcomes[group.slot] = Outcome.success(tasks[group.slot].request_id, answer)
         return [o for o in outcomes if o is not None]
 
@@ -243,9 +258,8 @@ class OcrRunner:
             crops.append(np.frombuffer(payload[offset : offset + size], np.uint8).reshape(height, width, 3))
             offset += size
         params = task.params
-        return LineGroup(
-            slot, crops, list(params["ids"]), bool(params["orientation"]), list(params["widths"])
-        )
+        orientation, word_box = bool(params["orientation"]), bool(params.get("word_box"))
+        return LineGroup(slot, crops, list(params["ids"]), orientation, list(params["widths"]), word_box)
 
     # -- detection -----------------------------------------------------------
     def _detect(self, pages: list[Page]) -> None:
@@ -261,21 +275,21 @@ class OcrRunner:
                 page.crops = [lines.crop_min_area(page.image, box) for box in page.polys]
 
     def _plan_fan_out(self, page: Page) -> FanOut | None:
-        """Split the page's lines, in whole recognition batches, over the workers."""
-        size = self.defaults.rec_batch_size
-        if len(page.crops) < FAN_OUT_MIN_BATCHES * size:
+        """Split the page's lines over the workers, balanced by padded width.
+
+        Each line carries the width PaddleX would pad it to, so any split
+        reads the same text; the largest lines go first to the least loaded.
+        """
+        if len(page.crops) < FAN_OUT_MIN_LINES:
             return None
-        order = sorted(range(len(page.crops)), key=lambda i: page.crops[i].shape[1] / page.crops[i].shape[0])
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
-        parts = min(self.workers, len(batches))
-        loads = [0.0] * parts
-        assigned: list[list[int]] = [[] for _ in range(parts)]
-        cost = [len(b) * max(page.crops[i].shape[1] / page.crops[i].shape[0] for i in b) for b in batches]
-        for b in sorted(range(len(batches)), key=lambda b: -cost[b]):  # largest first, to the lightest part
-            part = loads.index(min(loads))
-            loads[part] += cost[b]
-            assigned[part].extend(batches[b])
         widths = self._widths(page.crops)
+        parts = min(self.workers, len(page.crops))
+        loads = [0] * parts
+        assigned: list[list[int]] = [[] for _ in range(parts)]
+        for i in sorted(range(len(page.crops)), key=lambda i: -widths[i]):
+            part = loads.index(min(loads))
+            loads[part] += widths[i]
+            assigned[part].append(i)
         children = []
         for ids in assigned:
             crops = [page.crops[i] for i in ids]
@@ -284,6 +298,7 @@ class OcrRunner:
                 "shapes": [list(c.shape[:2]) for c in crops],
                 "widths": [widths[i] for i in ids],
                 "orientation": page.options.use_textline_orientation,
+                "word_box": page.options.return_word_box,
             }
             children.append(Task(0, params, b"".join(c.tobytes() for c in crops), "lines"))
         params = {
@@ -310,7 +325,7 @@ class OcrRunner:
                 if flip:
                     crops[i] = cv2.rotate(crops[i], cv2.ROTATE_180)
         widths = [g.widths[k] for g, k in entries]
-        texts: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        texts: list[lines.Decoded | None] = [None] * len(crops)
         by_width: dict[int, list[int]] = {}
         for i, width in enumerate(widths):
             by_width.setdefault(width, []).append(i)
@@ -324,10 +339,16 @@ class OcrRunner:
                 self.beat()
                 for i, decoded in zip(chunk, self.decoder(probabilities), strict=True):
                     texts[i] = decoded
-        for (group, _), (text, score), angle in zip(entries, texts, angles, strict=True):
-            group.texts.append(text)
-            group.scores.append(score)
+        for (group, _), decoded, angle, width, crop in zip(
+            entries, texts, angles, widths, crops, strict=True
+        ):
+            assert decoded is not None
+            group.texts.append(decoded.text)
+            group.scores.append(decoded.score)
             group.angles.append(angle)
+            if group.word_box:
+                line_width = lines.content_width(crop, self.rec_height, self.rec_width)
+                group.words.append([list(w) for w in lines.words(decoded, width, line_width)])
 
     def _classify(self, crops: list[np.ndarray]) -> list[bool]:
         assert self.classifier is not None
@@ -355,6 +376,7 @@ class OcrRunner:
                 texts=c["texts"],
                 scores=c["scores"],
                 angles=c["angles"],
+                words=c.get("words") or [],
             )
             for c in task.params["children"]
         ]
@@ -375,9 +397,12 @@ class OcrRunner:
         """One ``ocrResults`` entry (wrapped with ``dataInfo`` for an image request)."""
         count = len(polys)
         texts, scores, angles = [""] * count, [0.0] * count, [-1] * count
+        words: list[list[Any]] = [[] for _ in range(count)]
         for group in groups:
             for j, i in enumerate(group.ids):
                 texts[i], scores[i], angles[i] = group.texts[j], group.scores[j], group.angles[j]
+                if j < len(group.words):
+                    words[i] = group.words[j]
         keep = [i for i in range(count) if scores[i] >= options.text_rec_score_thresh]
         rec_polys = [polys[i] for i in keep]
         pruned = {
@@ -396,6 +421,11 @@ class OcrRunner:
             "rec_polys": [p.tolist() for p in rec_polys],
             "rec_boxes": detection.axis_aligned(rec_polys),
         }
+        if options.return_word_box:
+            pruned["text_word"] = [[w[0] for w in words[i]] for i in keep]
+            pruned["text_word_region"] = [
+                [lines.word_quad(polys[i], w[1], w[2], angles[i]) for w in words[i]] for i in keep
+            ]
         ocr_image = input_image = None
         if options.visualize and image is not None:
             rgb = visualize.bgr_to_image(image)
