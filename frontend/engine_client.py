@@ -110,7 +110,7 @@ class EngineClient:
         outcome = await self._run_retrying(task)
         while outcome.status == FAN_OUT:
             plan = FanOut.decode(outcome.body)
-            children = (self._complete(child) for child in plan.children)
+            children = (self._complete(child.inheriting(task.image)) for child in plan.children)
             answers = await asyncio.gather(*children, return_exceptions=True)
             for answer in answers:
                 if isinstance(answer, BaseException):
@@ -118,7 +118,9 @@ class EngineClient:
             failed = next((a for a in answers if not a.ok), None)
             if failed is not None:
                 return failed  # e.g. one page of a PDF could not be read
-            outcome = await self._run_retrying(plan.then.with_children([a.body for a in answers]))
+            then = plan.then.inheriting(task.image)
+            task = then  # a continuation that fans out again hands on its own payload
+            outcome = await self._run_retrying(then.with_children([a.body for a in answers]))
         return outcome
 
     async def _run_retrying(self, task: Task) -> Outcome:

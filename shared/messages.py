@@ -33,6 +33,16 @@ _TASK_HEADER = struct.Struct("<QHII")
 _LENGTH = struct.Struct("<I")
 # Outcome status of a fan-out (not an HTTP status; it never reaches a client).
 FAN_OUT = 1
+
+
+class _ParentPayload(bytes):
+    """The type of :data:`PARENT_PAYLOAD`."""
+
+
+# A fan-out task whose payload is this runs on the payload of the task that
+# fanned out (a PDF's pages on the PDF): the front fills it in, so the file
+# never travels back through the response ring.
+PARENT_PAYLOAD = _ParentPayload()
 # request_id u64, status u16, reserved u16, body length u32
 _OUTCOME_HEADER = struct.Struct("<QHHI")
 
@@ -65,6 +75,12 @@ class Task:
     def with_id(self, request_id: int) -> Task:
         return Task(request_id, self.params, self.image, self.stage)
 
+    def inheriting(self, payload: bytes | memoryview) -> Task:
+        """This task, with ``payload`` if it asked for its parent's."""
+        if self.image is PARENT_PAYLOAD:
+            return Task(self.request_id, self.params, payload, self.stage)
+        return self
+
     def with_children(self, results: list[bytes]) -> Task:
         """This continuation with its children's JSON results (not re-encoded)."""
         params = {**self.params, "children": [orjson.Fragment(r) for r in results]}
@@ -82,7 +98,7 @@ class FanOut:
         parts = [_LENGTH.pack(len(self.children))]
         for task in [*self.children, self.then]:
             record = b"".join(task.frame())
-            parts += [_LENGTH.pack(len(record)), record]
+            parts += [_LENGTH.pack(len(record)), b"\x01" if task.image is PARENT_PAYLOAD else b"\x00", record]
         return b"".join(parts)
 
     @classmethod
@@ -93,8 +109,12 @@ class FanOut:
         tasks = []
         for _ in range(count + 1):
             (length,) = _LENGTH.unpack_from(view, offset)
-            offset += _LENGTH.size
-            tasks.append(Task.parse(bytes(view[offset : offset + length])))
+            inherits = view[offset + _LENGTH.size] == 1
+            offset += _LENGTH.size + 1
+            task = Task.parse(bytes(view[offset : offset + length]))
+            if inherits:
+                task = Task(task.request_id, task.params, PARENT_PAYLOAD, task.stage)
+            tasks.append(task)
             offset += length
         return cls(tasks[:-1], tasks[-1])
 

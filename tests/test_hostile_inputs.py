@@ -212,3 +212,73 @@ def test_gate_reads_headers_without_decoding() -> None:
     buffer = io.BytesIO()
     red((10, 10)).save(buffer, "JPEG")
     assert check_image(buffer.getvalue(), GATE).format == "JPEG"
+
+
+# -- OCR: the /ocr request and the PDF checks the workers run ---------------------------
+OCR = get_pipeline(load_pipeline_config("OCR"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "file": JSON_VALUES | st.binary(max_size=64).map(b64) | st.just(b64(b"%PDF-1.4 broken")),
+            "fileType": JSON_VALUES | st.sampled_from([0, 1, None]),
+            "useTextlineOrientation": JSON_VALUES,
+            "useDocUnwarping": JSON_VALUES,
+            "textDetLimitSideLen": JSON_VALUES,
+            "textDetLimitType": JSON_VALUES | st.sampled_from(["min", "max"]),
+            "textDetThresh": JSON_VALUES,
+            "textRecScoreThresh": JSON_VALUES,
+            "returnWordBox": JSON_VALUES,
+        },
+    )
+)
+def test_ocr_request_parser_only_ever_refuses_cleanly(payload: dict) -> None:
+    from pydantic import ValidationError
+
+    try:
+        request = OCR.request_model.model_validate(payload)
+        task = asyncio.run(OCR.parse(request, ImageLoader(OCR.config.Serving)))
+    except (ValidationError, RequestError):
+        return
+    assert task.stage in ("image", "pdf")
+
+
+def _seed_pdf() -> bytes:
+    import pdfs
+
+    return pdfs.from_images([red((60, 40)), red((40, 60))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=12),
+    st.integers(0, 4000),
+)
+def test_mutated_pdfs_open_and_render_or_fail_cleanly(flips: list, cut: int) -> None:
+    """Flip bytes and truncate a real PDF: every step a worker runs either works or
+    raises PdfError with a 4xx, never anything else."""
+    from pxserve.workers.ocr import pdf
+
+    data = bytearray(_SEED_PDF)
+    for position, value in flips:
+        if position < len(data):
+            data[position] = value
+    data = bytes(data[: max(1, len(data) - cut)])
+    limits = pdf.PageLimits(max_pixels=4_000_000, max_side=4000)
+    try:
+        document = pdf.open_pdf(data)
+        try:
+            count = pdf.page_count(document, 10)
+            pdf.page_sizes(document, count, limits)
+            for index in range(count):
+                assert pdf.render_page(document, index, limits).ndim == 3
+        finally:
+            document.close()
+    except pdf.PdfError as exc:
+        assert 400 <= exc.status < 500
+
+
+_SEED_PDF = _seed_pdf()

@@ -149,3 +149,22 @@ def test_task_and_outcome_round_trip() -> None:
     assert Outcome.parse(b"".join(ok.frame())) == ok and ok.ok
     bad = Outcome.failure(8, 422, "image: nope")
     assert Outcome.parse(b"".join(bad.frame())).message == "image: nope"
+
+
+def test_a_fan_out_round_trips_and_children_can_take_the_parents_payload() -> None:
+    from pxserve.shared.messages import FAN_OUT, PARENT_PAYLOAD, FanOut, Outcome
+
+    plan = FanOut(
+        [Task(0, {"page": 0}, PARENT_PAYLOAD, "page"), Task(0, {"ids": [1, 2]}, b"\x00crops", "lines")],
+        Task(0, {"data_info": {"numPages": 2}}, b"", "document"),
+    )
+    outcome = Outcome.parse(b"".join(Outcome.fan_out(7, plan).frame()))
+    assert (outcome.request_id, outcome.status) == (7, FAN_OUT)
+    decoded = FanOut.decode(outcome.body)
+    assert [c.stage for c in decoded.children] == ["page", "lines"]
+    assert decoded.children[0].image is PARENT_PAYLOAD
+    assert decoded.children[0].inheriting(b"%PDF-1.4 the file").image == b"%PDF-1.4 the file"
+    assert bytes(decoded.children[1].inheriting(b"ignored").image) == b"\x00crops"
+    assert decoded.then.params == {"data_info": {"numPages": 2}}
+    joined = decoded.then.with_children([b'{"a":1}', b"[2]"])
+    assert Task.parse(b"".join(joined.frame())).params["children"] == [{"a": 1}, [2]]

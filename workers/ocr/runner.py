@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pxserve.shared.messages import FanOut, Outcome, Task
+from pxserve.shared.messages import PARENT_PAYLOAD, FanOut, Outcome, Task
 from pxserve.shared.pipelines import LoadedModel, RunnerContext
 from pxserve.workers.ocr import detection, lines, pdf, visualize
 from pxserve.workers.ocr.detection import DetectionParams
@@ -43,6 +43,9 @@ log = logging.getLogger("pxserve.ocr")
 # Fan a page's lines out to other workers only when it has at least this
 # many: below it the extra hops cost more than they save.
 FAN_OUT_MIN_LINES = 4
+# The crops travel back through the response ring (a record at most half
+# of it); a page with more line pixels than this is read where it is.
+FAN_OUT_MAX_BYTES = 4 << 20
 GPU_LINES_PER_CALL = 32
 
 
@@ -244,7 +247,7 @@ class OcrRunner:
             sizes = pdf.page_sizes(document, count, self.page_limits)
         finally:
             document.close()
-        children = [Task(0, {**task.params, "page": index}, task.image, "page") for index in range(count)]
+        children = [Task(0, {**task.params, "page": index}, PARENT_PAYLOAD, "page") for index in range(count)]
         info = {"numPages": count, "pages": [{"width": w, "height": h} for w, h in sizes], "type": "pdf"}
         return Outcome.fan_out(
             task.request_id, FanOut(children, Task(0, {"data_info": info}, b"", "document"))
@@ -280,7 +283,7 @@ class OcrRunner:
         Each line carries the width PaddleX would pad it to, so any split
         reads the same text; the largest lines go first to the least loaded.
         """
-        if len(page.crops) < FAN_OUT_MIN_LINES:
+        if len(page.crops) < FAN_OUT_MIN_LINES or sum(c.nbytes for c in page.crops) > FAN_OUT_MAX_BYTES:
             return None
         widths = self._widths(page.crops)
         parts = min(self.workers, len(page.crops))
@@ -306,7 +309,12 @@ class OcrRunner:
             "polys": [p.tolist() for p in page.polys],
             "data_info": page.data_info,
         }
-        source = _encode_jpeg(page.image) if page.options.visualize else b""
+        if not page.options.visualize:
+            source: bytes = b""
+        elif page.data_info is not None:
+            source = PARENT_PAYLOAD  # an image request: its own file
+        else:
+            source = _encode_jpeg(page.image)  # a PDF page: the page as rendered
         return FanOut(children, Task(0, params, source, "assemble"))
 
     # -- orientation and recognition -------------------------------------------
