@@ -311,3 +311,28 @@ def test_an_input_that_crashes_two_workers_gets_a_422(work_dir: Path) -> None:
         assert again.status_code == 200  # the server healed and serves
     finally:
         stop_and_check_clean(single)
+
+
+def test_a_stage_the_server_was_started_without_is_a_422_not_a_500(work_dir: Path) -> None:
+    """PaddleX answers 500 here; pxserve refuses at the front, saying why."""
+    import asyncio
+
+    from pxserve.shared.config import ServingSettings, load_pipeline_config
+    from pxserve.shared.errors import RequestError
+    from pxserve.shared.image_input import ImageLoader
+    from pxserve.shared.pipelines import get_pipeline
+
+    config = yaml.safe_load(write_ocr_config(work_dir).read_text())
+    del config["SubModules"]["TextLineOrientation"]
+    config["use_textline_orientation"] = False
+    path = work_dir / "ocr-no-orientation.yaml"
+    path.write_text(yaml.safe_dump(config))
+    pipeline = get_pipeline(load_pipeline_config(str(path)))
+    assert pipeline.model_keys() == ["TextDetection", "TextRecognition"]
+    request = pipeline.request_model.model_validate(
+        {"file": b64_file(DATA / "page_region.jpg"), "useTextlineOrientation": True}
+    )
+    with pytest.raises(RequestError) as refused:
+        asyncio.run(pipeline.parse(request, ImageLoader(ServingSettings())))
+    assert refused.value.status == 422
+    assert "started without a text-line orientation model" in refused.value.message
