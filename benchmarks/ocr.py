@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import loadgen  # noqa: E402
-from run import free_port, machine, stop, wait_healthy  # noqa: E402
+from run import machine, start, stop  # noqa: E402
 
 SOURCE_PDF = Path("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf")
 PHOTO = HERE.parent / "tests" / "data" / "ocr" / "page_region.jpg"
@@ -100,18 +100,6 @@ def offline_limit(engine: str, image: Path, duration: float, processes: int) -> 
 
 
 # -- servers -------------------------------------------------------------------
-def start(command: list[str], env: dict[str, str], log: Path):
-    import subprocess
-
-    port = free_port()
-    with log.open("wb") as stream:
-        process = subprocess.Popen([*command, "--port", str(port)], stdout=stream, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **env}, cwd=log.parent)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, process)
-    return process, url
-
-
 def one_request(url: str, payload: bytes) -> tuple[float, int, list[list[str]]]:
     """Seconds, HTTP status, and the text lines of each page answered."""
     started = time.perf_counter()

@@ -43,16 +43,19 @@ class ModelDir:
             (root / n for n in ("inference.json", "inference.pdmodel") if (root / n).is_file()),
             None,
         )
-        onnx = root / "inference.onnx"
-        onnx = onnx if onnx.is_file() else None
+        onnx: Path | None = root / "inference.onnx"
         params: Path | None = root / "inference.pdiparams"
-        if program is None and onnx is None:
-            raise ModelDirError(f"{root} has neither inference.json, inference.pdmodel nor inference.onnx")
+        if not onnx.is_file():  # type: ignore[union-attr]
+            onnx = None
         if program is not None and not params.is_file():  # type: ignore[union-attr]
             if onnx is None:
                 raise ModelDirError(f"{root} has no inference.pdiparams")
-            program = None
+            program = None  # a stray program without weights: serve the ONNX file
         if program is None:
+            if onnx is None:
+                raise ModelDirError(
+                    f"{root} has neither inference.json, inference.pdmodel nor inference.onnx"
+                )
             params = None
         spec_path = root / "inference.yml"
         try:

@@ -128,5 +128,4 @@ def get_pipeline(config: PipelineConfig) -> Pipeline:
             f"{config.source}: pipeline_name {name!r} is not served by pxserve "
             f"(available: {', '.join(available())})"
         )
-    pipeline = importlib.import_module(f"{__name__}.{module_name}").PIPELINE(config)
-    return pipeline
+    return importlib.import_module(f"{__name__}.{module_name}").PIPELINE(config)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pxserve.workers.ocr.detection import min_area_box
+
 FLIP_THRESHOLD = 0.9
 TALL_RATIO = 1.5  # a crop this much taller than wide is vertical text: turn it to read
 
@@ -44,8 +46,6 @@ def crop_line(image: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 def crop_min_area(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     """PaddleX's crop for quadrilateral boxes: square the box up first, then warp."""
-    from pxserve.workers.ocr.detection import min_area_box
-
     rect_box, _ = min_area_box(box.reshape(-1, 1, 2).astype(np.int32))
     return crop_line(image, rect_box)
 
@@ -214,8 +214,6 @@ def words(decoded: Decoded, padded_width: int, line_width: int) -> list[tuple[st
 
 def word_quad(poly: np.ndarray, start: float, end: float, angle: int) -> list[list[int]]:
     """The part of a line's box between two fractions of its reading direction."""
-    from pxserve.workers.ocr.detection import min_area_box
-
     box, _ = min_area_box(poly.reshape(-1, 1, 2).astype(np.int32))
     p0, p1, p2, p3 = box
     width, height = np.linalg.norm(p0 - p1), np.linalg.norm(p0 - p3)

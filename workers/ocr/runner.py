@@ -150,7 +150,7 @@ class OcrRunner:
             norm = _transform_op(classifier.model.transform_ops, "NormalizeImage")
             if norm:
                 self.cls_norm = lines.Normalization(
-                    float(eval_scale(norm.get("scale", 1 / 255))),
+                    float(parse_scale(norm.get("scale", 1 / 255))),
                     tuple(norm.get("mean", (0.5,) * 3)),
                     tuple(norm.get("std", (0.5,) * 3)),
                 )
@@ -482,7 +482,7 @@ def _transform_arg(ops: list[dict[str, Any]], name: str, key: str) -> Any:
     return None if op is None else op.get(key)
 
 
-def eval_scale(value: Any) -> float:
+def parse_scale(value: Any) -> float:
     """PaddleX writes ``scale: 1./255.`` as a string in some inference.yml files."""
     if isinstance(value, str):
         numerator, _, denominator = value.partition("/")
