@@ -212,10 +212,15 @@ def words(decoded: Decoded, padded_width: int, line_width: int) -> list[tuple[st
     return [(w, min(max(a, 0.0), 1.0), min(max(b, 0.0), 1.0)) for w, a, b in found]
 
 
-def word_quad(poly: np.ndarray, start: float, end: float, angle: int) -> list[list[int]]:
-    """The part of a line's box between two fractions of its reading direction."""
+def reading_frame(poly: np.ndarray) -> np.ndarray:
+    """The line's box squared up as it was cropped: corners clockwise from top-left."""
     box, _ = min_area_box(poly.reshape(-1, 1, 2).astype(np.int32))
-    p0, p1, p2, p3 = box
+    return box
+
+
+def word_quad(frame: np.ndarray, start: float, end: float, angle: int) -> list[list[int]]:
+    """The part of a line's frame between two fractions of its reading direction."""
+    p0, p1, p2, p3 = frame
     width, height = np.linalg.norm(p0 - p1), np.linalg.norm(p0 - p3)
     if angle == 180:
         start, end = 1.0 - end, 1.0 - start

@@ -14,16 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pxserve.shared.errors import RequestError
+
 RENDER_SCALE = 2.0  # PaddleX renders PDF pages at scale 2 (72 dpi -> 144 dpi)
 POINTS_PER_INCH = 72.0
 
 
-class PdfError(Exception):
+class PdfError(RequestError):
     """The file cannot be read as a PDF; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pxserve.shared.errors import RequestError
 from pxserve.shared.messages import PARENT_PAYLOAD, FanOut, Outcome, Task
 from pxserve.shared.pipelines import LoadedModel, RunnerContext
 from pxserve.workers.ocr import detection, lines, pdf, visualize
@@ -47,14 +48,6 @@ FAN_OUT_MIN_LINES = 4
 # of it); a page with more line pixels than this is read where it is.
 FAN_OUT_MAX_BYTES = 4 << 20
 GPU_LINES_PER_CALL = 32
-
-
-class InputError(Exception):
-    """A request's file cannot be processed; answered with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -180,8 +173,8 @@ class OcrRunner:
                     outcomes[slot] = Outcome.success(task.request_id, self._document(task))
                 else:
                     outcomes[slot] = Outcome.failure(task.request_id, 500, f"unknown OCR stage {stage!r}")
-            except (InputError, pdf.PdfError) as exc:
-                outcomes[slot] = Outcome.failure(task.request_id, exc.status, str(exc))
+            except RequestError as exc:  # the file cannot be read (PdfError among them)
+                outcomes[slot] = Outcome.failure(task.request_id, exc.status, exc.message)
         self._detect(pages)
         fan_out = len(pages) < self.workers
         local: list[tuple[Page, LineGroup]] = []
@@ -431,8 +424,9 @@ class OcrRunner:
         }
         if options.return_word_box:
             pruned["text_word"] = [[w[0] for w in words[i]] for i in keep]
+            frames = {i: lines.reading_frame(polys[i]) for i in keep}
             pruned["text_word_region"] = [
-                [lines.word_quad(polys[i], w[1], w[2], angles[i]) for w in words[i]] for i in keep
+                [lines.word_quad(frames[i], w[1], w[2], angles[i]) for w in words[i]] for i in keep
             ]
         ocr_image = input_image = None
         if options.visualize and image is not None:
@@ -462,7 +456,7 @@ def decode_bgr(data: bytes | memoryview) -> np.ndarray:
     try:  # formats OpenCV does not read (GIF): Pillow
         return np.ascontiguousarray(np.asarray(decode_image(data))[:, :, ::-1])
     except ImageDecodeError as exc:
-        raise InputError(422, f"file: {exc}") from None
+        raise RequestError(422, f"file: {exc}") from None
 
 
 def _encode_jpeg(image: np.ndarray) -> bytes:
