@@ -8,7 +8,7 @@ import uuid
 
 from aiohttp import web
 
-from pxserve.frontend.envelope import LOG_ID, Handler
+from pxserve.frontend.envelope import CLIENT_CLOSED_REQUEST, LOG_ID, Handler
 
 log = logging.getLogger("pxserve.access")
 
@@ -17,7 +17,7 @@ log = logging.getLogger("pxserve.access")
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[LOG_ID] = log_id = str(uuid.uuid4())
     started = time.perf_counter()
-    status = 500
+    status = CLIENT_CLOSED_REQUEST  # unless an answer comes: the client hung up, its handler was cancelled
     try:
         response = await handler(request)
         status = response.status

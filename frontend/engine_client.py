@@ -17,6 +17,14 @@ tasks dispatched like any other, each to the least-loaded worker, and its
 continuation sent once they have all answered. So the pages of one PDF, or
 the text lines of one page, run on every worker at once, and are batched
 there with other requests' work of the same stage.
+
+Work nobody waits for is dropped. A worker is sent at most
+``2 * max_batch_size`` tasks at a time (one batch running, one waiting), the
+rest wait here; so when a request is abandoned (its client hung up, its
+deadline passed, or one of its sibling tasks failed) its tasks still here are
+never sent, and those a worker holds are named on that worker's cancel board
+(shared/cancellation.py) so it skips them. Its admission place is given back
+at once.
 """
 
 from __future__ import annotations
@@ -27,13 +35,14 @@ import itertools
 import logging
 import signal
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from pxserve.frontend.supervisor import Supervisor, WorkerHandle
 from pxserve.shared.config import ServingSettings
 from pxserve.shared.errors import RequestError
-from pxserve.shared.messages import FAN_OUT, FanOut, Outcome, Task
+from pxserve.shared.messages import FAN_OUT, PARTIAL, FanOut, Outcome, Task
 from pxserve.shared.ring import RecordTooLargeError, RingFullError
 
 log = logging.getLogger("pxserve.engine")
@@ -70,9 +79,13 @@ class EngineClient:
         self.supervisor = supervisor
         self.serving = serving
         self.admitted = 0
+        self.on_drop: Callable[[], None] = lambda: None  # a worker was told to skip a task
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._backlog: deque[_Pending] = deque()
+        # One batch running and one queued behind it keeps a worker busy;
+        # anything more waits here, where dropping it is free.
+        self.max_outstanding = 2 * serving.max_batch_size
         supervisor.on_ready = self._worker_ready
         supervisor.on_lost = self._worker_lost
 
@@ -110,29 +123,48 @@ class EngineClient:
         outcome = await self._run_retrying(task)
         while outcome.status == FAN_OUT:
             plan = FanOut.decode(outcome.body)
-            children = (self._complete(child.inheriting(task.image)) for child in plan.children)
-            answers = await asyncio.gather(*children, return_exceptions=True)
-            for answer in answers:
-                if isinstance(answer, BaseException):
-                    raise answer
-            failed = next((a for a in answers if not a.ok), None)
-            if failed is not None:
-                return failed  # e.g. one page of a PDF could not be read
+            answers = await self._all_or_first_failure(
+                [self._complete(child.inheriting(task.image)) for child in plan.children]
+            )
+            if isinstance(answers, Outcome):
+                return answers  # e.g. one page of a PDF could not be read
             then = plan.then.inheriting(task.image)
             task = then  # a continuation that fans out again hands on its own payload
             outcome = await self._run_retrying(then.with_children([a.body for a in answers]))
         return outcome
 
+    @staticmethod
+    async def _all_or_first_failure(children: list[Coroutine[Any, Any, Outcome]]) -> list[Outcome] | Outcome:
+        """Every child's outcome, in order; or the first failure, its siblings cancelled.
+
+        A PDF whose third page cannot be read answers 4xx at once, and its
+        other pages stop costing worker time.
+        """
+        running = [asyncio.ensure_future(child) for child in children]
+        try:
+            for next_done in asyncio.as_completed(running):
+                outcome = await next_done
+                if not outcome.ok:
+                    return outcome
+            return [child.result() for child in running]
+        finally:
+            for child in running:
+                child.cancel()
+            await asyncio.gather(*running, return_exceptions=True)  # let each one unwind
+
     async def _run_retrying(self, task: Task) -> Outcome:
         """Run a task; retry it once if its worker exits. If it crashed both
         workers (a native crash, such as a PDF library fed hostile bytes), the
-        input is the likely cause: 422, and it is not tried a third time."""
+        input is the likely cause: 422, and it is not tried a third time.
+
+        The retry after a crash runs in a batch of its own, so the second
+        crash blames this task, not one it happened to be batched with."""
         try:
             return await self._run_once(task)
         except WorkerLostError as first:
             log.warning("retrying a task whose worker exited (code %s)", first.exitcode)
             try:
-                return await self._run_once(task)
+                return await self._run_once(task, solo=first.crashed is not None)
             except WorkerLostError as second:
                 if first.crashed and second.crashed:
                     log.error(
@@ -145,9 +177,9 @@ class EngineClient:
                     ) from None
                 raise RequestError(503, "the worker processing this request exited; retry") from None
 
-    async def _run_once(self, task: Task) -> Outcome:
+    async def _run_once(self, task: Task, solo: bool = False) -> Outcome:
         request_id = next(self._ids)
-        pending = _Pending(task.with_id(request_id), asyncio.get_running_loop().create_future())
+        pending = _Pending(task.with_id(request_id, solo), asyncio.get_running_loop().create_future())
         self._pending[request_id] = pending
         try:
             if not self._dispatch(pending):
@@ -155,14 +187,27 @@ class EngineClient:
             return await pending.future
         finally:
             self._pending.pop(request_id, None)
-            if pending.worker is not None and not pending.future.done():
-                pending.worker.outstanding -= 1  # cancelled while a worker holds it
+            if pending.future.cancelled():
+                self._drop(pending)
+
+    def _drop(self, pending: _Pending) -> None:
+        """Nobody waits for this task any more: never send it, or tell its worker to skip it."""
+        if pending.worker is None:
+            with contextlib.suppress(ValueError):
+                self._backlog.remove(pending)
+            return
+        pending.worker.outstanding -= 1
+        pending.worker.cancels.cancel(pending.task.request_id)
+        self.on_drop()
+        self._flush_backlog()  # its place in the worker's share is free
 
     # -- dispatch ----------------------------------------------------------
     def _dispatch(self, pending: _Pending) -> bool:
         """Write the task to the least-loaded ready worker; False if all are full."""
         frame = pending.task.frame()
-        ready = (h for h in self.supervisor.workers.values() if h.ready)
+        ready = (
+            h for h in self.supervisor.workers.values() if h.ready and h.outstanding < self.max_outstanding
+        )
         workers = sorted(ready, key=lambda h: h.outstanding)
         for handle in workers:
             try:
@@ -203,6 +248,12 @@ class EngineClient:
     def _take_outcomes(self, handle: WorkerHandle) -> None:
         while (record := handle.responses.get()) is not None:
             outcome = Outcome.parse(record)
+            if outcome.status == PARTIAL:
+                handle.pieces.setdefault(outcome.request_id, []).append(outcome.body)
+                continue
+            pieces = handle.pieces.pop(outcome.request_id, None)
+            if pieces is not None:
+                outcome = Outcome(outcome.request_id, outcome.status, b"".join([*pieces, outcome.body]))
             pending = self._pending.get(outcome.request_id)
             if pending is None or pending.worker is not handle or pending.future.done():
                 continue  # its request timed out, or was retried elsewhere
@@ -223,3 +274,4 @@ class EngineClient:
                 pending.worker = None
                 pending.future.set_exception(WorkerLostError(handle.process.exitcode))
         handle.outstanding = 0
+        handle.pieces.clear()

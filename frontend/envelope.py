@@ -22,6 +22,9 @@ log = logging.getLogger("pxserve.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOG_ID = "pxserve.log_id"
+# nginx's status for "the client closed the connection before the answer";
+# only logs and metrics ever see it.
+CLIENT_CLOSED_REQUEST = 499
 MAX_BODY = web.AppKey("max_body_bytes", int)
 RETRY_AFTER_S = 1  # what a 503 tells clients to wait
 JSON = "application/json"

@@ -8,7 +8,7 @@ text format is prometheus-client's, served at ``GET /metrics``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -20,8 +20,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
-from pxserve.frontend.envelope import Handler
+from pxserve.frontend.envelope import CLIENT_CLOSED_REQUEST, Handler
 
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
 SECONDS_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
@@ -61,12 +62,28 @@ class Metrics:
         self.worker_restarts = Counter(
             "pxserve_worker_restarts", "Workers restarted after exiting", registry=self.registry
         )
+        self.worker_recycles = Counter(
+            "pxserve_worker_recycles",
+            "Workers replaced for passing max_worker_memory_mb",
+            registry=self.registry,
+        )
+        self.tasks_dropped = Counter(
+            "pxserve_tasks_dropped",
+            "Tasks a worker was told to skip: their client left, their deadline passed, or a sibling failed",
+            registry=self.registry,
+        )
+        self._worker_rss: Callable[[], dict[str, int]] = dict
+        self.registry.register(_WorkerMemory(lambda: self._worker_rss()))
 
     def track_queue(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
 
     def track_workers(self, ready: Callable[[], float]) -> None:
         self.workers_ready.set_function(ready)
+
+    def track_worker_memory(self, rss_by_worker: Callable[[], dict[str, int]]) -> None:
+        """Resident bytes of each serving worker, by slot, as the supervisor last read them."""
+        self._worker_rss = rss_by_worker
 
     def observe_batch(self, stats: dict[str, Any]) -> None:
         """One worker batch: its task count, its time, and each model's inference calls."""
@@ -85,9 +102,28 @@ class Metrics:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        response = await handler(request)
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "unmatched"
-        self.requests.labels(name, str(response.status)).inc()
-        self.latency.labels(name).observe(time.perf_counter() - started)
-        return response
+        status = CLIENT_CLOSED_REQUEST  # unless an answer comes: the client left first
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            route = request.match_info.route.resource
+            name = route.canonical if route is not None else "unmatched"
+            self.requests.labels(name, str(status)).inc()
+            self.latency.labels(name).observe(time.perf_counter() - started)
+
+
+class _WorkerMemory:
+    """A collector: one gauge sample per worker, read when /metrics is scraped."""
+
+    def __init__(self, read: Callable[[], dict[str, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "pxserve_worker_rss_bytes", "Resident memory of each worker, by slot", labels=["worker"]
+        )
+        for worker, rss in sorted(self._read().items()):
+            family.add_metric([worker], rss)
+        yield family

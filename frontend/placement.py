@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pxserve.shared.config import MiB, ServingSettings
-from pxserve.shared.devices import Device, usable_cpu_count
+from pxserve.shared.devices import Device, usable_cpu_count, usable_memory_bytes
 
 # An "auto" CPU plan never starts more worker processes than this; each one
 # holds a copy of the model, so more would cost memory for no throughput.
@@ -48,6 +48,20 @@ def plan_workers(
             delay = serving.max_queue_delay_ms / 1000.0
         plan.extend(Placement(device, threads, delay) for _ in range(count))
     return plan
+
+
+# An "auto" memory limit lets the workers together use this share of the
+# machine's memory; the rest is for the front, a recycled worker's successor
+# while it loads, and the system.
+WORKER_MEMORY_SHARE = 0.75
+
+
+def worker_memory_limit(serving: ServingSettings, workers: int, machine_bytes: int | None = None) -> int:
+    """Resident bytes past which a worker is recycled (0: never)."""
+    if serving.max_worker_memory_mb != "auto":
+        return int(serving.max_worker_memory_mb * MiB)
+    machine = usable_memory_bytes() if machine_bytes is None else machine_bytes
+    return int(machine * WORKER_MEMORY_SHARE / max(workers, 1))
 
 
 class SharedMemoryError(RuntimeError):

@@ -27,7 +27,7 @@ from aiohttp import web
 from pxserve.frontend.app import create_app
 from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.metrics import Metrics
-from pxserve.frontend.placement import Placement, RingSizes, size_rings
+from pxserve.frontend.placement import Placement, RingSizes, size_rings, worker_memory_limit
 from pxserve.frontend.supervisor import Supervisor
 from pxserve.shared.cache import onnx_model_path
 from pxserve.shared.config import ConfigError, MiB, ServingSettings
@@ -174,15 +174,26 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    supervisor = Supervisor(pipeline.config, models, plan, rings, options.log_level)
+    memory_limit = worker_memory_limit(pipeline.config.Serving, len(plan))
+    if memory_limit:
+        log.info("workers over %.0f MiB are recycled (Serving.max_worker_memory_mb)", memory_limit / MiB)
+    supervisor = Supervisor(pipeline.config, models, plan, rings, options.log_level, memory_limit)
     engine = EngineClient(supervisor, pipeline.config.Serving)
     telemetry = Metrics()
     telemetry.track_queue(lambda: engine.admitted)
     telemetry.track_workers(lambda: supervisor.ready_count)
+    telemetry.track_worker_memory(lambda: {str(h.slot): h.rss for h in supervisor.workers.values() if h.rss})
+    engine.on_drop = telemetry.tasks_dropped.inc
     supervisor.on_batch = telemetry.observe_batch
     supervisor.on_restart = telemetry.worker_restarts.inc
+    supervisor.on_recycle = telemetry.worker_recycles.inc
+    # handler_cancellation: a client that hangs up cancels its handler, and
+    # with it the request's tasks (see engine_client.py).
     runner = web.AppRunner(
-        create_app(pipeline, engine, telemetry), access_log=None, shutdown_timeout=DRAIN_GRACE_S
+        create_app(pipeline, engine, telemetry),
+        access_log=None,
+        shutdown_timeout=DRAIN_GRACE_S,
+        handler_cancellation=True,
     )
     try:
         # Listen at once: /health answers 503 "not ready" while workers load.

@@ -1,10 +1,17 @@
-"""The supervisor: spawn, watch, reap, restart and stop worker processes.
+"""The supervisor: spawn, watch, reap, restart, recycle and stop worker processes.
 
 It lives in the front process and is driven entirely by the event loop:
 a worker's status pipe and its process sentinel are file descriptors, so
 "worker ready", "worker failed" and "worker exited" arrive as loop
 callbacks, never by polling. Each worker slot owns its two rings; a
 restarted worker gets fresh rings, so nothing half-written survives it.
+
+Once a second :meth:`Supervisor.watch` reads each worker's heartbeat, CPU
+time and resident memory. A worker that is silent and idle is hung and
+killed; one that grew past ``max_worker_memory_mb`` is recycled, as
+gunicorn's ``max_requests`` recycles workers: its successor is spawned
+first, takes over the slot once ready, and the old worker exits once it has
+answered everything it holds.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from typing import Any
 import multiprocess
 
 from pxserve.frontend.placement import Placement, RingSizes
-from pxserve.shared.config import PipelineConfig
+from pxserve.frontend.process_stats import cpu_seconds, rss_bytes
+from pxserve.shared.cancellation import CancelBoard
+from pxserve.shared.config import MiB, PipelineConfig
 from pxserve.shared.messages import WorkerEvent
 from pxserve.shared.ring import Doorbell, Ring, shm_dir
 from pxserve.workers.worker import ModelSpec, WorkerSpec, worker_main
@@ -33,6 +42,10 @@ STOP_GRACE_S = 10.0
 # A worker that dies sooner than this after being ready is restarted after
 # a pause, so a crash loop does not eat the machine.
 RESTART_BACKOFF_S = 1.0
+# CPU a worker must burn in a watchdog round to count as busy, not hung.
+BUSY_CPU_S = 0.05
+# After a successor failed to load, wait this long before trying again.
+RECYCLE_RETRY_S = 30.0
 
 
 def heartbeat_interval(stall_timeout_s: float) -> float:
@@ -59,10 +72,17 @@ class WorkerHandle:
     reply: Doorbell  # read end: the worker woke us
     status: Any  # multiprocess Connection, read end
     heartbeat: Any  # shared double: the worker's time.monotonic() at its last beat
+    cancels: CancelBoard  # tasks it holds that nobody waits for any more
     ready: bool = False
     reaped: bool = False
+    retiring: bool = False  # replaced by a successor: gets no new work, exits when done
     started_at: float = field(default_factory=time.monotonic)
     outstanding: int = 0  # tasks written to the ring and not yet answered
+    pieces: dict[int, list[bytes]] = field(default_factory=dict)  # partial outcomes by task id
+    rss: int = 0  # resident bytes at the last watchdog round
+    cpu: float = 0.0  # CPU seconds at the last watchdog round
+    busy_at: float = field(default_factory=time.monotonic)  # last round it burned CPU
+    recycle_after: float = 0.0  # no successor before this time (one just failed)
 
     @property
     def name(self) -> str:
@@ -79,13 +99,17 @@ class Supervisor:
         plan: list[Placement],
         rings: RingSizes,
         log_level: str = "INFO",
+        memory_limit: int = 0,
     ) -> None:
         self.config = config
         self.models = tuple(models)
         self.plan = plan
         self.rings = rings
         self.log_level = log_level
-        self.workers: dict[int, WorkerHandle] = {}
+        self.memory_limit = memory_limit  # bytes; 0: never recycle
+        self.workers: dict[int, WorkerHandle] = {}  # slot -> the worker serving it
+        self.successors: dict[int, WorkerHandle] = {}  # slot -> a worker loading to replace it
+        self.retiring: list[WorkerHandle] = []  # replaced; finishing what they hold
         self.stopping = False
         self.started = False  # every planned worker has loaded the model once
         self._ctx = multiprocess.get_context("spawn")
@@ -98,6 +122,7 @@ class Supervisor:
         self.on_lost: Callable[[WorkerHandle], None] = lambda handle: None
         self.on_batch: Callable[[dict[str, Any]], None] = lambda stats: None
         self.on_restart: Callable[[], None] = lambda: None
+        self.on_recycle: Callable[[], None] = lambda: None
 
     @property
     def ready_count(self) -> int:
@@ -129,7 +154,11 @@ class Supervisor:
         self.started = True
         log.info("all %d workers ready in %.1f s", len(self.plan), time.monotonic() - started)
 
-    def spawn(self, slot: int) -> WorkerHandle:
+    def all_handles(self) -> list[WorkerHandle]:
+        """Every live worker process: serving, loading to take over, retiring."""
+        return [*self.workers.values(), *self.successors.values(), *self.retiring]
+
+    def spawn(self, slot: int, successor: bool = False) -> WorkerHandle:
         placement = self.plan[slot]
         serving = self.config.Serving
         tag = f"{RING_PREFIX}{os.getpid()}-{slot}-{next(self._generation)}"
@@ -138,6 +167,7 @@ class Supervisor:
         bell, reply = Doorbell.create(), Doorbell.create()
         status_read, status_write = self._ctx.Pipe(duplex=False)
         heartbeat = self._ctx.Value("d", 0.0, lock=False)  # one writer, one reader: no lock
+        cancels = CancelBoard.create(self._ctx)
         spec = WorkerSpec(
             index=slot,
             device=placement.device,
@@ -146,6 +176,7 @@ class Supervisor:
             cpu_threads=placement.cpu_threads,
             max_batch_size=serving.max_batch_size,
             max_queue_delay_s=placement.max_queue_delay_s,
+            max_result_bytes=serving.max_result_bytes,
             request_ring=requests.path.name,
             response_ring=responses.path.name,
             workers=len(self.plan),
@@ -154,7 +185,7 @@ class Supervisor:
         )
         process = self._ctx.Process(
             target=worker_main,
-            args=(spec, bell.reader(), reply.writer(), status_write, heartbeat),
+            args=(spec, bell.reader(), reply.writer(), status_write, heartbeat, cancels.shared),
             name=f"pxserve-worker-{slot}",
             daemon=True,
         )
@@ -164,9 +195,9 @@ class Supervisor:
         bell.close_reader()
         reply.close_writer()
         handle = WorkerHandle(
-            slot, placement, process, requests, responses, bell, reply, status_read, heartbeat
+            slot, placement, process, requests, responses, bell, reply, status_read, heartbeat, cancels
         )
-        self.workers[slot] = handle
+        (self.successors if successor else self.workers)[slot] = handle
         loop = self._loop or asyncio.get_running_loop()
         loop.add_reader(status_read.fileno(), self._on_status, handle)
         loop.add_reader(process.sentinel, self._on_exit, handle)
@@ -191,6 +222,8 @@ class Supervisor:
                 handle.process.pid,
                 time.monotonic() - handle.started_at,
             )
+            if self.successors.get(handle.slot) is handle:
+                self._take_over(handle)
             self.on_ready(handle)
             self._check_startup()
         elif event.kind == "failed":
@@ -209,8 +242,16 @@ class Supervisor:
             self._startup.set_result(None)  # type: ignore[union-attr]
 
     def _on_exit(self, handle: WorkerHandle) -> None:
+        successor = self.successors.get(handle.slot) is handle
         self.reap(handle)
-        if self.stopping or self.workers.get(handle.slot) is not None:
+        if handle.retiring:
+            log.info("%s retired (pid %s)", handle.name, handle.process.pid)
+            return
+        if successor and not self.stopping and handle.slot in self.workers:
+            log.error("%s could not start as a successor; the old worker keeps serving", handle.name)
+            self.workers[handle.slot].recycle_after = time.monotonic() + RECYCLE_RETRY_S
+            return
+        if self.stopping or self.workers.get(handle.slot) is not None or handle.slot in self.successors:
             return
         startup = self._startup
         if startup is not None and not startup.done():
@@ -233,6 +274,10 @@ class Supervisor:
         handle.process.join(timeout=0)
         if self.workers.get(handle.slot) is handle:
             del self.workers[handle.slot]
+        if self.successors.get(handle.slot) is handle:
+            del self.successors[handle.slot]
+        if handle in self.retiring:
+            self.retiring.remove(handle)
         was_ready, handle.ready = handle.ready, False
         if was_ready and not self.stopping:
             log.warning("%s exited (code %s)", handle.name, handle.process.exitcode)
@@ -253,36 +298,100 @@ class Supervisor:
         self._loop.call_later(delay, self._respawn, handle.slot)
 
     def _respawn(self, slot: int) -> None:
-        if not self.stopping and slot not in self.workers:
+        if not self.stopping and slot not in self.workers and slot not in self.successors:
             self.spawn(slot)
 
-    async def watch(self) -> None:
-        """Once a second: replace any ready worker whose heartbeat has stopped.
+    # -- recycling -----------------------------------------------------------
+    def recycle(self, handle: WorkerHandle) -> None:
+        """Start ``handle``'s successor; it takes over the slot once it is ready."""
+        log.warning(
+            "%s uses %.0f MiB, over max_worker_memory_mb (%.0f MiB): starting its successor; "
+            "it retires once that is ready and its own work is done",
+            handle.name, handle.rss / MiB, self.memory_limit / MiB,
+        )  # fmt: skip
+        self.spawn(handle.slot, successor=True)
 
-        A worker beats from its main loop, idle or not, so a worker stuck in
-        a native call or deadlocked goes silent even when it holds no work
-        (and is replaced before any request is sent to it). Killing it turns
-        the stall into an ordinary exit: reap, restart, retry.
-        """
-        limit = self.config.Serving.worker_stall_timeout_s
+    def _take_over(self, successor: WorkerHandle) -> None:
+        """A successor is ready: it serves the slot; the old worker gets no new work."""
+        del self.successors[successor.slot]
+        old = self.workers.get(successor.slot)
+        self.workers[successor.slot] = successor
+        if old is None:  # the old one died meanwhile; the successor simply replaces it
+            return
+        old.retiring = True
+        self.retiring.append(old)
+        self.on_recycle()
+        log.info("%s replaced by pid %s; retiring pid %s", old.name, successor.process.pid, old.process.pid)
+        self._release_retired()
+
+    def _release_retired(self) -> None:
+        """Tell retiring workers that answered everything to exit (end-of-file on their bell)."""
+        for handle in self.retiring:
+            if handle.outstanding == 0 and handle.bell.write_fd >= 0:
+                handle.bell.close_writer()
+
+    # -- the watchdog ----------------------------------------------------------
+    async def watch(self) -> None:
+        """Once a second: read each worker's vital signs and act on them."""
         while not self.stopping:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            for handle in list(self.workers.values()):
-                silent = now - handle.heartbeat.value
-                if handle.ready and silent > limit and handle.process.is_alive():
-                    log.warning(
-                        "%s sent no heartbeat for %.0f s (holding %d request(s)); killing it",
-                        handle.name, silent, handle.outstanding,
-                    )  # fmt: skip
-                    handle.process.kill()
+            for handle in self.all_handles():
+                self._check(handle, now)
+            self._release_retired()
+
+    def _check(self, handle: WorkerHandle, now: float) -> None:
+        """Kill a hung worker; recycle one that grew too big.
+
+        A worker beats from its main loop and from inside long batches, idle
+        or not. Silence alone is not a hang: on a loaded machine one step (a
+        page's detection with a cold oneDNN cache) can outlast the stall
+        timeout. A worker is hung when it is silent *and* has burned no CPU
+        for ``worker_stall_timeout_s`` (deadlocked, stopped, blocked), or
+        silent for longer than any request may wait (spinning in native
+        code). Killing it turns the stall into an ordinary exit: reap,
+        restart, retry.
+        """
+        pid = handle.process.pid
+        cpu = cpu_seconds(pid)
+        if cpu - handle.cpu >= BUSY_CPU_S:
+            handle.busy_at = now
+        handle.cpu = cpu
+        handle.rss = rss_bytes(pid)
+        if not handle.ready or not handle.process.is_alive():
+            return
+        serving = self.config.Serving
+        limit = serving.worker_stall_timeout_s
+        silent = now - handle.heartbeat.value
+        idle = now - handle.busy_at
+        if silent > limit and idle > limit:
+            log.warning(
+                "%s sent no heartbeat and used no CPU for %.0f s (holding %d request(s)); killing it",
+                handle.name, min(silent, idle), handle.outstanding,
+            )  # fmt: skip
+            handle.process.kill()
+        elif silent > serving.request_timeout_s + limit:
+            log.warning(
+                "%s sent no heartbeat for %.0f s while busy, longer than any request may wait "
+                "(holding %d request(s)); killing it",
+                handle.name, silent, handle.outstanding,
+            )  # fmt: skip
+            handle.process.kill()
+        elif (
+            self.memory_limit
+            and handle.rss > self.memory_limit
+            and self.workers.get(handle.slot) is handle
+            and handle.slot not in self.successors
+            and now >= handle.recycle_after
+        ):
+            self.recycle(handle)
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Ask every worker to exit (close its doorbell), then make sure."""
         self.stopping = True
         if self._watchdog is not None:
             self._watchdog.cancel()
-        handles = list(self.workers.values())
+        handles = self.all_handles()
         for handle in handles:
             handle.bell.close_writer()  # end-of-file: finish the batch in hand, exit
         deadline = time.monotonic() + grace_s

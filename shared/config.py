@@ -78,9 +78,20 @@ class ServingSettings(BaseModel):
     max_pdf_pages: PositiveInt = 10
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"])
     url_inputs: UrlInputSettings = Field(default_factory=UrlInputSettings)
-    # A worker whose heartbeat stops for this long (stuck in a native call,
-    # deadlocked) is killed and replaced; its requests are retried once.
+    # A worker that neither beats its heartbeat nor uses any CPU for this long
+    # (deadlocked, stopped) is killed and replaced; its requests are retried
+    # once. A worker that is busy (using CPU) is left alone unless one step
+    # runs longer than request_timeout_s + this, when no client can still want it.
     worker_stall_timeout_s: PositiveFloat = 30.0
+    # A worker whose resident memory passes this is recycled: a successor is
+    # started first, then the old one finishes what it holds and exits. No
+    # request is lost. auto: 3/4 of the machine's (or container's) memory
+    # shared by the workers; 0: never recycle.
+    max_worker_memory_mb: NonNegativeFloat | Auto = "auto"
+    # The largest result one request may produce (a long PDF with pictures);
+    # larger answers are refused with 413. Results of any size up to this
+    # travel back through the response ring, in pieces if need be.
+    max_result_mb: PositiveFloat = 256.0
     # API keys (Bearer); PXSERVE_API_KEYS adds more. None: no authentication.
     api_keys: list[str] = Field(default_factory=list)
     auth_health: bool = False  # /health stays open for load balancers by default
@@ -92,6 +103,10 @@ class ServingSettings(BaseModel):
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * MiB)
+
+    @property
+    def max_result_bytes(self) -> int:
+        return int(self.max_result_mb * MiB)
 
 
 class HpiConfig(BaseModel):

@@ -100,3 +100,17 @@ def parse_devices(spec: str) -> list[Device]:
     if any(n < 0 for n in numbers) or len(set(numbers)) != len(numbers):
         raise DeviceError(f"bad GPU list in {spec!r}: indexes must be distinct and >= 0")
     return [Device("gpu", n) for n in numbers]
+
+
+def usable_memory_bytes() -> int:
+    """Memory this process may use: the machine's, or its cgroup's limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+        break
+    return total

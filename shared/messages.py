@@ -16,8 +16,15 @@ continues once all of them have answered, with their results in its
 ``params["children"]``. The front's engine client runs them; this is how one
 request's pages or text lines spread over every worker.
 
+An outcome larger than what one ring record can carry travels as several
+records: ``PARTIAL`` pieces, then the last piece with the real status
+(:meth:`Outcome.pieces`); the front joins them. So a big answer (a long PDF
+with pictures) is never refused for the ring's size, only for
+``Serving.max_result_mb``.
+
 Control messages that are not per request (a worker is ready, a worker
 failed to start) travel on the worker's status pipe as :class:`WorkerEvent`.
+Cancellation travels on neither: see shared/cancellation.py.
 """
 
 from __future__ import annotations
@@ -28,11 +35,16 @@ from typing import Any
 
 import orjson
 
-# request_id u64, stage length u16, params length u32, payload length u32
-_TASK_HEADER = struct.Struct("<QHII")
+# request_id u64, flags u16, stage length u16, params length u32, payload length u32
+_TASK_HEADER = struct.Struct("<QHHII")
+_SOLO = 0x1
 _LENGTH = struct.Struct("<I")
-# Outcome status of a fan-out (not an HTTP status; it never reaches a client).
-FAN_OUT = 1
+# Outcome statuses that are not HTTP statuses; they never reach a client.
+FAN_OUT = 1  # the body is a FanOut
+PARTIAL = 2  # the body is one piece of a larger body; more records follow
+# A task the worker skipped because its request was abandoned (nginx's
+# "client closed request"); the front has stopped waiting for it already.
+DROPPED = 499
 
 
 class _ParentPayload(bytes):
@@ -53,27 +65,31 @@ class Task:
     params: dict[str, Any]
     image: bytes | memoryview  # the payload: an encoded image, a PDF, or stage data
     stage: str = ""
+    # Run in a batch of its own: set on a retry after a worker crashed, so a
+    # second crash blames this task and not whatever it was batched with.
+    solo: bool = False
 
     def frame(self) -> tuple[bytes, bytes, bytes | memoryview]:
         """The parts of one ring record, without joining the payload bytes."""
         stage = self.stage.encode()
         params = orjson.dumps(self.params)
-        header = _TASK_HEADER.pack(self.request_id, len(stage), len(params), len(self.image))
+        flags = _SOLO if self.solo else 0
+        header = _TASK_HEADER.pack(self.request_id, flags, len(stage), len(params), len(self.image))
         return header + stage, params, self.image
 
     @classmethod
     def parse(cls, record: bytes | memoryview) -> Task:
-        request_id, stage_len, params_len, image_len = _TASK_HEADER.unpack_from(record, 0)
+        request_id, flags, stage_len, params_len, image_len = _TASK_HEADER.unpack_from(record, 0)
         start = _TASK_HEADER.size
         stage = bytes(record[start : start + stage_len]).decode()
         start += stage_len
         params = orjson.loads(record[start : start + params_len])
         image_start = start + params_len
         image = memoryview(record)[image_start : image_start + image_len]
-        return cls(request_id, params, image, stage)
+        return cls(request_id, params, image, stage, bool(flags & _SOLO))
 
-    def with_id(self, request_id: int) -> Task:
-        return Task(request_id, self.params, self.image, self.stage)
+    def with_id(self, request_id: int, solo: bool = False) -> Task:
+        return Task(request_id, self.params, self.image, self.stage, solo)
 
     def inheriting(self, payload: bytes | memoryview) -> Task:
         """This task, with ``payload`` if it asked for its parent's."""
@@ -141,8 +157,25 @@ class Outcome:
     def failure(cls, request_id: int, status: int, message: str) -> Outcome:
         return cls(request_id, status, message.encode("utf-8", "replace"))
 
-    def frame(self) -> tuple[bytes, bytes]:
+    @classmethod
+    def dropped(cls, request_id: int) -> Outcome:
+        return cls.failure(request_id, DROPPED, "abandoned by its client before it ran")
+
+    def frame(self) -> tuple[bytes, bytes | memoryview]:
         return _OUTCOME_HEADER.pack(self.request_id, self.status, 0, len(self.body)), self.body
+
+    def pieces(self, max_record: int) -> list[tuple[bytes, bytes | memoryview]]:
+        """Ring records of at most ``max_record`` bytes: PARTIAL pieces, then the last."""
+        room = max_record - _OUTCOME_HEADER.size
+        body = memoryview(self.body)
+        full = (len(body) - 1) // room if body else 0  # pieces before the last, which may be short
+        records = [
+            (_OUTCOME_HEADER.pack(self.request_id, PARTIAL, 0, room), body[i * room : (i + 1) * room])
+            for i in range(full)
+        ]
+        last = body[full * room :]
+        records.append((_OUTCOME_HEADER.pack(self.request_id, self.status, 0, len(last)), last))
+        return records
 
     @classmethod
     def parse(cls, record: bytes) -> Outcome:

@@ -4,7 +4,9 @@ One worker serves one device. It blocks in ``select`` on its doorbell when
 idle (no spinning; it wakes only to beat its heartbeat), merges whatever is
 waiting into a batch of at most ``max_batch_size`` (waiting up to
 ``max_queue_delay`` for more when the batch is not full), and writes one
-outcome per task to its response ring.
+outcome per task to its response ring, in pieces when it is larger than one
+ring record. Tasks the front has cancelled (shared/cancellation.py) are
+skipped, and a task marked ``solo`` runs in a batch of its own.
 
 The front stops a worker by closing the request doorbell: the worker sees
 end-of-file, finishes the batch in hand and exits. If the front dies, the
@@ -13,6 +15,7 @@ same end-of-file arrives, so no worker outlives it.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import os
@@ -23,12 +26,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pxserve.shared.cancellation import CancelBoard
 from pxserve.shared.config import PipelineConfig
 from pxserve.shared.devices import Device
 from pxserve.shared.errors import one_line
 from pxserve.shared.logs import quiet_engine_logs
 from pxserve.shared.messages import Outcome, Task, WorkerEvent
-from pxserve.shared.ring import Doorbell, RecordTooLargeError, Ring, RingFullError
+from pxserve.shared.ring import Doorbell, Ring, RingFullError
 
 log = logging.getLogger("pxserve.worker")
 
@@ -56,6 +60,7 @@ class WorkerSpec:
     max_queue_delay_s: float
     request_ring: str
     response_ring: str
+    max_result_bytes: int = 256 << 20
     workers: int = 1  # how many workers serve this pipeline (how wide a fan-out can usefully go)
     heartbeat_interval_s: float = 1.0
     log_level: str = "INFO"
@@ -99,6 +104,7 @@ class Worker:
         reply: Doorbell,
         status: Any,
         heartbeat: Any,
+        cancels: CancelBoard,
     ) -> None:
         from pxserve.shared.model_dir import ModelDir
         from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
@@ -111,6 +117,8 @@ class Worker:
         self.reply = reply
         self.status = status  # lifecycle and per-batch statistics for the front
         self.heartbeat = heartbeat  # shared double the front's watchdog reads
+        self.cancels = cancels
+        self._held: Task | None = None  # a solo task met while gathering: the next batch
         self.backends: list[MeteredBackend] = []
         models: dict[str, LoadedModel] = {}
         for ref in spec.models:
@@ -120,7 +128,7 @@ class Worker:
             log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
             self.backends.append(backend)
             models[ref.key] = LoadedModel(model, backend, spec.device)
-        context = RunnerContext(spec.workers, self.beat)
+        context = RunnerContext(spec.workers, self.beat, self.cancels.is_cancelled)
         self.runner = get_pipeline(spec.config).create_runner(models, context)
         self.front_alive = True
 
@@ -156,14 +164,27 @@ class Worker:
             self.front_alive = False
 
     def next_batch(self) -> list[Task]:
-        """Block until at least one task is waiting, then gather a batch."""
+        """Block until at least one task is waiting, then gather a batch.
+
+        A ``solo`` task is a batch by itself: it ends the batch being
+        gathered and waits for the next call.
+        """
         batch: list[Task] = []
         deadline: float | None = None
+        if self._held is not None:
+            batch, self._held = [self._held], None
+            return batch
         while len(batch) < self.spec.max_batch_size:
             self.beat()
             record = self.requests.get()
             if record is not None:
-                batch.append(Task.parse(record))
+                task = Task.parse(record)
+                if task.solo:
+                    if not batch:
+                        return [task]
+                    self._held = task
+                    break
+                batch.append(task)
                 if deadline is None:
                     deadline = time.monotonic() + self.spec.max_queue_delay_s
                 continue
@@ -179,33 +200,56 @@ class Worker:
         return batch
 
     def answer(self, outcomes: list[Outcome]) -> None:
+        """Write each outcome; one larger than a ring record goes in pieces."""
+        limit = self.spec.max_result_bytes
         for outcome in outcomes:
-            try:
-                self._put(outcome)
-            except RecordTooLargeError:
-                self._put(Outcome.failure(outcome.request_id, 500, "result too large for the response ring"))
-            if not self.front_alive:
-                return
+            if len(outcome.body) > limit:
+                outcome = Outcome.failure(
+                    outcome.request_id,
+                    413,
+                    f"the result is {len(outcome.body) / 2**20:.0f} MiB, over the server's limit of "
+                    f"{limit / 2**20:.0f} MiB (Serving.max_result_mb); ask for fewer pages or "
+                    "leave visualize off",
+                )
+            pieces = outcome.pieces(self.responses.max_payload())
+            for number, piece in enumerate(pieces, 1):
+                self._put(piece)
+                if number < len(pieces) and not self.reply.ring():
+                    self.front_alive = False  # let the front drain the ring as the pieces arrive
+                if not self.front_alive:
+                    return
         if not self.reply.ring():
             self.front_alive = False
 
-    def _put(self, outcome: Outcome) -> None:
+    def _put(self, record: tuple[bytes, bytes | memoryview]) -> None:
         while True:
             try:
-                self.responses.put(outcome.frame())
+                self.responses.put(record)
                 return
             except RingFullError:
-                # The front drains continuously; only a stalled front gets here.
+                # The front drains continuously; only a stalled front, or
+                # the pieces of a large result, get here.
                 if not self.reply.ring():
                     self.front_alive = False  # nobody will read it: stop after this batch
                     return
                 time.sleep(0.001)
+                self.beat()
+
+    def skip_cancelled(self, batch: list[Task]) -> list[Task]:
+        """Answer the tasks nobody waits for any more as dropped; keep the rest."""
+        cancelled = [self.cancels.is_cancelled(t.request_id) for t in batch]
+        if any(cancelled):
+            self.answer([Outcome.dropped(t.request_id) for t, c in zip(batch, cancelled, strict=True) if c])
+        return [t for t, c in zip(batch, cancelled, strict=True) if not c]
 
     def serve(self) -> None:
         while True:
             batch = self.next_batch()
             if not batch:
                 return  # front closed our doorbell: shut down
+            batch = self.skip_cancelled(batch)
+            if not batch:
+                continue
             started = time.perf_counter()
             try:
                 outcomes = self.runner.run(batch)
@@ -215,12 +259,36 @@ class Worker:
             seconds = time.perf_counter() - started
             log.debug("batch size %d in %.1f ms", len(batch), seconds * 1e3)
             self.answer(outcomes)
+            del outcomes
+            return_free_heap()
             stats = {
                 "size": len(batch),
                 "seconds": seconds,
                 "models": {b.model_name: b.take_batch_sizes() for b in self.backends},
             }
             self.status.send(WorkerEvent("batch", self.spec.index, stats=stats))
+
+
+def return_free_heap() -> None:
+    """Give the heap's free pages back to the OS after a batch (glibc keeps them).
+
+    Pages and crops of a large document are freed after their batch, but
+    glibc keeps the heap's top for the next allocation; trimming costs a
+    few milliseconds and keeps a worker's RSS what it uses, not what it
+    once used.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: its allocator has its own policy
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _probe_image() -> bytes:
@@ -232,13 +300,15 @@ def _probe_image() -> bytes:
     return buffer.getvalue()
 
 
-def worker_main(spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any, heartbeat: Any) -> int:
+def worker_main(
+    spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any, heartbeat: Any, cancels: Any
+) -> int:
     """Process entry point (spawned by the supervisor)."""
     _prepare_process(spec)
     requests = Ring.attach(spec.request_ring)
     responses = Ring.attach(spec.response_ring)
     try:
-        worker = Worker(spec, requests, responses, bell, reply, status, heartbeat)
+        worker = Worker(spec, requests, responses, bell, reply, status, heartbeat, CancelBoard(cancels))
         worker.warm_up()
     except Exception as exc:  # report why, in one line, to the front
         log.debug("startup failed", exc_info=True)

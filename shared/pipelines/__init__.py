@@ -52,6 +52,10 @@ class RunnerContext:
     # Call during long batches (a PDF's pages): the supervisor replaces a
     # worker that has not beaten for worker_stall_timeout_s.
     beat: Callable[[], None] = lambda: None
+    # Whether a task (by request_id) was abandoned since the batch began: a
+    # runner with several steps skips what nobody waits for any more, and
+    # answers it with Outcome.dropped.
+    cancelled: Callable[[int], bool] = lambda request_id: False
 
 
 @dataclass(frozen=True)

@@ -156,9 +156,19 @@ def axis_aligned(polys: list[np.ndarray]) -> list[list[int]]:
     return [[int(p[:, 0].min()), int(p[:, 1].min()), int(p[:, 0].max()), int(p[:, 1].max())] for p in polys]
 
 
-def batch_for_detection(arrays: list[np.ndarray]) -> list[list[int]]:
-    """Indices grouped by input shape: pages of one size run as one batch."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, array in enumerate(arrays):
-        groups.setdefault(array.shape, []).append(i)
-    return list(groups.values())
+def batch_for_detection(shapes: list[tuple[int, int]], max_pixels: int) -> list[list[int]]:
+    """Indices grouped by input shape, each group at most ``max_pixels`` (or one input).
+
+    Inputs of one size run as one call, but the detector's memory grows with
+    the pixels of a call (about 170 MB per million pixels, either engine), so
+    a call is bounded by pixels, never by a count: small photos still batch,
+    while pages run one or two at a time.
+    """
+    groups: dict[tuple[int, int], list[list[int]]] = {}
+    for i, shape in enumerate(shapes):
+        chunks = groups.setdefault(shape, [[]])
+        pixels = shape[0] * shape[1]
+        if chunks[-1] and (len(chunks[-1]) + 1) * pixels > max_pixels:
+            chunks.append([])
+        chunks[-1].append(i)
+    return [chunk for chunks in groups.values() for chunk in chunks]

@@ -10,10 +10,12 @@ Stages (a task's ``stage``; see shared/messages.py for fan-out):
 * ``lines`` -- orientation + recognition of a group of line crops.
 * ``assemble`` / ``document`` -- put the children's answers together.
 
-All the detections of one batch that share an input size run as one
-detector call (a PDF's pages). Every line is padded to the width PaddleX
-would pad it to (see ``lines.padded_widths``: that width changes what the
-recognizer reads), and then all the lines of one batch -- from every
+Detections of one batch that share an input size run as one detector call,
+up to ``DETECTION_BATCH_PIXELS`` (small photos batch; pages of a PDF run one
+or two at a time, so a worker's memory does not grow with the batch).
+Every line is padded to the width PaddleX would pad it to (see
+``lines.padded_widths``: that width changes what the recognizer reads), and
+then all the lines of one batch -- from every
 request and page in it -- that share a padded width are recognized
 together, up to ``lines_per_call`` at a time. A line's text therefore
 never depends on which other requests were in flight.
@@ -48,6 +50,9 @@ FAN_OUT_MIN_LINES = 4
 # of it); a page with more line pixels than this is read where it is.
 FAN_OUT_MAX_BYTES = 4 << 20
 GPU_LINES_PER_CALL = 32
+# Detector input pixels per call: two 1248x1600 pages, one A3 page. The
+# detector needs about 170 MB per million pixels (see detection.py).
+DETECTION_BATCH_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ class LineGroup:
     texts: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     angles: list[int] = field(default_factory=list)
+    owner: int = 0  # the task's request_id: not read once that is cancelled
 
 
 class OcrRunner:
@@ -122,6 +128,7 @@ class OcrRunner:
         self.defaults = defaults
         self.workers = context.workers
         self.beat = context.beat
+        self.cancelled = context.cancelled
         self.detector = models["TextDetection"].backend
         recognizer = models["TextRecognition"]
         self.recognizer = recognizer.backend
@@ -179,6 +186,9 @@ class OcrRunner:
         fan_out = len(pages) < self.workers
         local: list[tuple[Page, LineGroup]] = []
         for page in pages:
+            if self.cancelled(page.task.request_id):
+                outcomes[page.slot] = Outcome.dropped(page.task.request_id)
+                continue
             plan = self._plan_fan_out(page) if fan_out else None
             if plan is not None:
                 outcomes[page.slot] = Outcome.fan_out(page.task.request_id, plan)
@@ -192,13 +202,22 @@ class OcrRunner:
                     orientation,
                     self._widths(page.crops),
                     page.options.return_word_box,
+                    owner=page.task.request_id,
                 )
                 local.append((page, group))
+        for group in groups:
+            group.owner = tasks[group.slot].request_id
         self._read([g for _, g in local] + groups)
         for page, group in local:
+            if self.cancelled(page.task.request_id):
+                outcomes[page.slot] = Outcome.dropped(page.task.request_id)
+                continue
             result = self._page_result(page.options, page.polys, [group], page.image, page.data_info)
             outcomes[page.slot] = Outcome.success(page.task.request_id, result)
         for group in groups:
+            if self.cancelled(group.owner):
+                outcomes[group.slot] = Outcome.dropped(group.owner)
+                continue
             answer = {
                 "ids": group.ids,
                 "texts": group.texts,
@@ -259,9 +278,15 @@ class OcrRunner:
 
     # -- detection -----------------------------------------------------------
     def _detect(self, pages: list[Page]) -> None:
-        inputs = [detection.preprocess(p.image, p.options.det) for p in pages]
-        for group in detection.batch_for_detection(inputs):
-            maps = self.detector.infer(np.stack([inputs[i] for i in group]))
+        """Detect each page's lines and crop them; pages abandoned meanwhile are skipped."""
+        shapes = [detection.resized_shape(*p.image.shape[:2], p.options.det) for p in pages]
+        for group in detection.batch_for_detection(shapes, DETECTION_BATCH_PIXELS):
+            group = [i for i in group if not self.cancelled(pages[i].task.request_id)]
+            if not group:
+                continue
+            inputs = [detection.preprocess(pages[i].image, pages[i].options.det) for i in group]
+            maps = self.detector.infer(np.stack(inputs))
+            del inputs
             self.beat()
             for row, i in enumerate(group):
                 page = pages[i]
@@ -312,9 +337,19 @@ class OcrRunner:
 
     # -- orientation and recognition -------------------------------------------
     def _read(self, groups: list[LineGroup]) -> None:
-        """Orientation, then recognition, of every line of every group, pooled."""
-        entries = [(g, k) for g in groups for k in range(len(g.crops))]
+        """Orientation, then recognition, of every line of every group, pooled.
+
+        Lines of a task abandoned meanwhile are not read (their text stays
+        empty; the task is answered as dropped).
+        """
+        entries = [(g, k) for g in groups for k in range(len(g.crops)) if not self.cancelled(g.owner)]
         if not entries:
+            for group in groups:  # all abandoned: nothing to read, keep the lists aligned
+                group.texts, group.scores, group.angles = (
+                    [""] * len(group.crops),
+                    [0.0] * len(group.crops),
+                    [],
+                )
             return
         crops = [g.crops[k] for g, k in entries]
         angles = [-1] * len(crops)
@@ -332,7 +367,13 @@ class OcrRunner:
             by_width.setdefault(width, []).append(i)
         for width, members in sorted(by_width.items()):
             for start in range(0, len(members), self.lines_per_call):
-                chunk = members[start : start + self.lines_per_call]
+                chunk = [
+                    i
+                    for i in members[start : start + self.lines_per_call]
+                    if not self.cancelled(entries[i][0].owner)
+                ]
+                if not chunk:
+                    continue
                 batch = lines.recognition_input(
                     [crops[i] for i in chunk], width, self.rec_height, self.rec_width
                 )
@@ -343,7 +384,8 @@ class OcrRunner:
         for (group, _), decoded, angle, width, crop in zip(
             entries, texts, angles, widths, crops, strict=True
         ):
-            assert decoded is not None
+            if decoded is None:  # its task was abandoned while the others were read
+                decoded = lines.Decoded("", 0.0, [], 1)
             group.texts.append(decoded.text)
             group.scores.append(decoded.score)
             group.angles.append(angle)
