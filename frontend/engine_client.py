@@ -23,7 +23,7 @@ Work nobody waits for is dropped. A worker is sent at most
 rest wait here; so when a request is abandoned (its client hung up, its
 deadline passed, or one of its sibling tasks failed) its tasks still here are
 never sent, and those a worker holds are named on that worker's cancel board
-(shared/cancellation.py) so it skips them. Its admission place is given back
+(shared/task_boards.py) so it skips them. Its admission place is given back
 at once.
 """
 
@@ -51,9 +51,10 @@ log = logging.getLogger("pxserve.engine")
 class WorkerLostError(Exception):
     """The worker holding a task exited before answering it."""
 
-    def __init__(self, exitcode: int | None = None) -> None:
+    def __init__(self, exitcode: int | None = None, running: bool = True) -> None:
         super().__init__(exitcode)
         self.exitcode = exitcode
+        self.running = running  # the task was in the batch it ran, not waiting in its ring
 
     @property
     def crashed(self) -> str | None:
@@ -63,6 +64,8 @@ class WorkerLostError(Exception):
         return None
 
 
+# Sends of one task before giving up, when its workers keep exiting.
+MAX_ATTEMPTS = 4
 # A worker dying of one of these crashed in native code, on its own.
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL}
 
@@ -153,29 +156,41 @@ class EngineClient:
             await asyncio.gather(*running, return_exceptions=True)  # let each one unwind
 
     async def _run_retrying(self, task: Task) -> Outcome:
-        """Run a task; retry it once if its worker exits. If it crashed both
-        workers (a native crash, such as a PDF library fed hostile bytes), the
-        input is the likely cause: 422, and it is not tried a third time.
+        """Run a task, again if its worker exits, blaming it only for what it ran.
 
-        The retry after a crash runs in a batch of its own, so the second
-        crash blames this task, not one it happened to be batched with."""
-        try:
-            return await self._run_once(task)
-        except WorkerLostError as first:
-            log.warning("retrying a task whose worker exited (code %s)", first.exitcode)
+        A task that was only waiting in a dead worker's ring is simply sent
+        again. One that was running is retried once, in a batch of its own
+        if the worker crashed (a native crash, such as a PDF library fed
+        hostile bytes); if that crashes a worker too, the input is the cause:
+        422, and it is not tried a third time. Tasks batched with it are
+        never blamed for its crash.
+        """
+        blamed: WorkerLostError | None = None
+        solo = False
+        for _ in range(MAX_ATTEMPTS):
             try:
-                return await self._run_once(task, solo=first.crashed is not None)
-            except WorkerLostError as second:
-                if first.crashed and second.crashed:
+                return await self._run_once(task, solo)
+            except WorkerLostError as lost:
+                if not lost.running:
+                    log.warning(
+                        "resending a task that waited on a worker that exited (code %s)", lost.exitcode
+                    )
+                    continue
+                if blamed is None:
+                    log.warning("retrying a task whose worker exited running it (code %s)", lost.exitcode)
+                    blamed, solo = lost, solo or lost.crashed is not None
+                    continue
+                if blamed.crashed and lost.crashed:
                     log.error(
-                        "a task crashed two workers (%s, %s); refusing it", first.crashed, second.crashed
+                        "a task crashed two workers (%s, %s); refusing it", blamed.crashed, lost.crashed
                     )
                     raise RequestError(
                         422,
-                        f"this input crashed the worker processing it twice ({second.crashed}); "
+                        f"this input crashed the worker processing it twice ({lost.crashed}); "
                         "it was not tried again",
                     ) from None
-                raise RequestError(503, "the worker processing this request exited; retry") from None
+                break
+        raise RequestError(503, "the worker processing this request exited; retry")
 
     async def _run_once(self, task: Task, solo: bool = False) -> Outcome:
         request_id = next(self._ids)
@@ -269,9 +284,11 @@ class EngineClient:
         if handle.reply.read_fd >= 0:
             asyncio.get_running_loop().remove_reader(handle.reply.read_fd)
             self._take_outcomes(handle)
+        running = handle.in_hand.held()
         for pending in list(self._pending.values()):
             if pending.worker is handle and not pending.future.done():
                 pending.worker = None
-                pending.future.set_exception(WorkerLostError(handle.process.exitcode))
+                lost = WorkerLostError(handle.process.exitcode, pending.task.request_id in running)
+                pending.future.set_exception(lost)
         handle.outstanding = 0
         handle.pieces.clear()

@@ -29,10 +29,10 @@ import multiprocess
 
 from pxserve.frontend.placement import Placement, RingSizes
 from pxserve.frontend.process_stats import cpu_seconds, rss_bytes
-from pxserve.shared.cancellation import CancelBoard
 from pxserve.shared.config import MiB, PipelineConfig
 from pxserve.shared.messages import WorkerEvent
 from pxserve.shared.ring import Doorbell, Ring, shm_dir
+from pxserve.shared.task_boards import CancelBoard, InHandBoard
 from pxserve.workers.worker import ModelSpec, WorkerSpec, worker_main
 
 log = logging.getLogger("pxserve.supervisor")
@@ -46,6 +46,9 @@ RESTART_BACKOFF_S = 1.0
 BUSY_CPU_S = 0.05
 # After a successor failed to load, wait this long before trying again.
 RECYCLE_RETRY_S = 30.0
+# A worker serves at least this long before it is recycled, so a limit set
+# below what a freshly loaded worker needs recycles now and then, not always.
+MIN_WORKER_LIFE_S = 10.0
 
 
 def heartbeat_interval(stall_timeout_s: float) -> float:
@@ -73,16 +76,19 @@ class WorkerHandle:
     status: Any  # multiprocess Connection, read end
     heartbeat: Any  # shared double: the worker's time.monotonic() at its last beat
     cancels: CancelBoard  # tasks it holds that nobody waits for any more
+    in_hand: InHandBoard  # the batch it is running (read once it has died)
     ready: bool = False
     reaped: bool = False
     retiring: bool = False  # replaced by a successor: gets no new work, exits when done
     started_at: float = field(default_factory=time.monotonic)
+    ready_at: float = 0.0
     outstanding: int = 0  # tasks written to the ring and not yet answered
     pieces: dict[int, list[bytes]] = field(default_factory=dict)  # partial outcomes by task id
     rss: int = 0  # resident bytes at the last watchdog round
     cpu: float = 0.0  # CPU seconds at the last watchdog round
     busy_at: float = field(default_factory=time.monotonic)  # last round it burned CPU
     recycle_after: float = 0.0  # no successor before this time (one just failed)
+    loaded_rss: int = 0  # resident bytes when first seen ready: what the models alone need
 
     @property
     def name(self) -> str:
@@ -110,6 +116,7 @@ class Supervisor:
         self.workers: dict[int, WorkerHandle] = {}  # slot -> the worker serving it
         self.successors: dict[int, WorkerHandle] = {}  # slot -> a worker loading to replace it
         self.retiring: list[WorkerHandle] = []  # replaced; finishing what they hold
+        self._said_limit_too_low = False
         self.stopping = False
         self.started = False  # every planned worker has loaded the model once
         self._ctx = multiprocess.get_context("spawn")
@@ -168,6 +175,7 @@ class Supervisor:
         status_read, status_write = self._ctx.Pipe(duplex=False)
         heartbeat = self._ctx.Value("d", 0.0, lock=False)  # one writer, one reader: no lock
         cancels = CancelBoard.create(self._ctx)
+        in_hand = InHandBoard.create(self._ctx, serving.max_batch_size)
         spec = WorkerSpec(
             index=slot,
             device=placement.device,
@@ -185,7 +193,15 @@ class Supervisor:
         )
         process = self._ctx.Process(
             target=worker_main,
-            args=(spec, bell.reader(), reply.writer(), status_write, heartbeat, cancels.shared),
+            args=(
+                spec,
+                bell.reader(),
+                reply.writer(),
+                status_write,
+                heartbeat,
+                cancels.shared,
+                in_hand.shared,
+            ),
             name=f"pxserve-worker-{slot}",
             daemon=True,
         )
@@ -195,7 +211,17 @@ class Supervisor:
         bell.close_reader()
         reply.close_writer()
         handle = WorkerHandle(
-            slot, placement, process, requests, responses, bell, reply, status_read, heartbeat, cancels
+            slot,
+            placement,
+            process,
+            requests,
+            responses,
+            bell,
+            reply,
+            status_read,
+            heartbeat,
+            cancels,
+            in_hand,
         )
         (self.successors if successor else self.workers)[slot] = handle
         loop = self._loop or asyncio.get_running_loop()
@@ -214,6 +240,7 @@ class Supervisor:
             self.on_batch(event.stats)
         elif event.kind == "ready":
             handle.ready = True
+            handle.ready_at = time.monotonic()
             handle.requests.unlink()  # both sides mapped it: a crash now leaks nothing
             handle.responses.unlink()
             log.info(
@@ -279,7 +306,7 @@ class Supervisor:
         if handle in self.retiring:
             self.retiring.remove(handle)
         was_ready, handle.ready = handle.ready, False
-        if was_ready and not self.stopping:
+        if was_ready and not self.stopping and not handle.retiring:
             log.warning("%s exited (code %s)", handle.name, handle.process.exitcode)
         self.on_lost(handle)
         handle.status.close()
@@ -360,6 +387,15 @@ class Supervisor:
         handle.rss = rss_bytes(pid)
         if not handle.ready or not handle.process.is_alive():
             return
+        if not handle.loaded_rss:
+            handle.loaded_rss = handle.rss
+            if self.memory_limit and handle.rss > self.memory_limit and not self._said_limit_too_low:
+                self._said_limit_too_low = True
+                log.warning(
+                    "max_worker_memory_mb (%.0f MiB) is below what a freshly loaded worker uses "
+                    "(%.0f MiB): workers will be recycled every %.0f s; raise it",
+                    self.memory_limit / MiB, handle.rss / MiB, MIN_WORKER_LIFE_S,
+                )  # fmt: skip
         serving = self.config.Serving
         limit = serving.worker_stall_timeout_s
         silent = now - handle.heartbeat.value
@@ -381,8 +417,8 @@ class Supervisor:
             self.memory_limit
             and handle.rss > self.memory_limit
             and self.workers.get(handle.slot) is handle
-            and handle.slot not in self.successors
-            and now >= handle.recycle_after
+            and not self.successors  # one at a time: each successor is memory on top
+            and now >= max(handle.recycle_after, handle.ready_at + MIN_WORKER_LIFE_S)
         ):
             self.recycle(handle)
 

@@ -24,7 +24,7 @@ with pictures) is never refused for the ring's size, only for
 
 Control messages that are not per request (a worker is ready, a worker
 failed to start) travel on the worker's status pipe as :class:`WorkerEvent`.
-Cancellation travels on neither: see shared/cancellation.py.
+Cancellation travels on neither: see shared/task_boards.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -69,6 +71,22 @@ def children_of(pid: int) -> list[int]:
         if ppid == pid:
             found.append(int(entry.name))
     return found
+
+
+def metric(server: Server, name: str) -> float:
+    """One sample of /metrics, by its name and labels (0 when it has none yet)."""
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def send_whole(port: int, path: str, payload: dict[str, Any]) -> socket.socket:
+    """Send a whole JSON request and return the socket, unanswered (close it to hang up)."""
+    body = json.dumps(payload).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return sock
 
 
 def ring_files(pid: int) -> list[str]:

@@ -102,7 +102,7 @@ def test_slow_uploads_hold_a_place_only_until_the_deadline(tiny_model_dir: Path,
         quitter = open_slow_upload(server.port)
         wait_until(lambda: "pxserve_queue_depth 1.0" in depth(), 10, "the upload to be admitted")
         quitter.close()
-        hung_up = '"POST /image-classification" 400'  # in the access log; nobody reads the answer
+        hung_up = '"POST /image-classification" 499'  # nginx's "client closed request", in the access log
         wait_until(lambda: hung_up in server.logs(), 10, "the hang-up to be noticed")
         wait_until(lambda: "pxserve_queue_depth 0.0" in depth(), 10, "its place to be given back")
         assert "Traceback" not in server.logs()

@@ -26,13 +26,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pxserve.shared.cancellation import CancelBoard
 from pxserve.shared.config import PipelineConfig
 from pxserve.shared.devices import Device
 from pxserve.shared.errors import one_line
 from pxserve.shared.logs import quiet_engine_logs
 from pxserve.shared.messages import Outcome, Task, WorkerEvent
 from pxserve.shared.ring import Doorbell, Ring, RingFullError
+from pxserve.shared.task_boards import CancelBoard, InHandBoard
 
 log = logging.getLogger("pxserve.worker")
 
@@ -105,6 +105,7 @@ class Worker:
         status: Any,
         heartbeat: Any,
         cancels: CancelBoard,
+        in_hand: InHandBoard,
     ) -> None:
         from pxserve.shared.model_dir import ModelDir
         from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
@@ -118,6 +119,7 @@ class Worker:
         self.status = status  # lifecycle and per-batch statistics for the front
         self.heartbeat = heartbeat  # shared double the front's watchdog reads
         self.cancels = cancels
+        self.in_hand = in_hand  # what we are running, for the front to read if we crash
         self._held: Task | None = None  # a solo task met while gathering: the next batch
         self.backends: list[MeteredBackend] = []
         models: dict[str, LoadedModel] = {}
@@ -251,6 +253,7 @@ class Worker:
             if not batch:
                 continue
             started = time.perf_counter()
+            self.in_hand.hold([t.request_id for t in batch])
             try:
                 outcomes = self.runner.run(batch)
             except Exception:
@@ -259,6 +262,7 @@ class Worker:
             seconds = time.perf_counter() - started
             log.debug("batch size %d in %.1f ms", len(batch), seconds * 1e3)
             self.answer(outcomes)
+            self.in_hand.clear()
             del outcomes
             return_free_heap()
             stats = {
@@ -301,14 +305,21 @@ def _probe_image() -> bytes:
 
 
 def worker_main(
-    spec: WorkerSpec, bell: Doorbell, reply: Doorbell, status: Any, heartbeat: Any, cancels: Any
+    spec: WorkerSpec,
+    bell: Doorbell,
+    reply: Doorbell,
+    status: Any,
+    heartbeat: Any,
+    cancels: Any,
+    in_hand: Any,
 ) -> int:
     """Process entry point (spawned by the supervisor)."""
     _prepare_process(spec)
     requests = Ring.attach(spec.request_ring)
     responses = Ring.attach(spec.response_ring)
     try:
-        worker = Worker(spec, requests, responses, bell, reply, status, heartbeat, CancelBoard(cancels))
+        boards = CancelBoard(cancels), InHandBoard(in_hand)
+        worker = Worker(spec, requests, responses, bell, reply, status, heartbeat, *boards)
         worker.warm_up()
     except Exception as exc:  # report why, in one line, to the front
         log.debug("startup failed", exc_info=True)

@@ -1,4 +1,12 @@
-"""Telling a worker that tasks it holds are no longer wanted.
+"""What the front and a worker tell each other about tasks outside the rings.
+
+:class:`CancelBoard` (front -> worker): tasks it holds that nobody wants any
+more. :class:`InHandBoard` (worker -> front): the tasks of the batch it is
+running now, read by the front when the worker dies, to tell the task that
+crashed it from those that merely waited in its ring.
+
+Cancellation
+------------
 
 When a client disconnects, a request's deadline passes, or a sibling task
 fails, the front stops waiting for that request's tasks. Those still in the
@@ -45,3 +53,33 @@ class CancelBoard:
     def is_cancelled(self, task_id: int) -> bool:
         """Worker side: has the front cancelled this task?"""
         return task_id != 0 and bool((self._ids[1:] == task_id).any())
+
+
+class InHandBoard:
+    """The ids of the batch a worker is running; slot 0 holds their count.
+
+    Written only by the worker, read by the front only once the worker has
+    exited, so it needs no lock.
+    """
+
+    def __init__(self, shared: Any) -> None:
+        self.shared = shared  # a multiprocess RawArray("Q", max_batch_size + 1)
+        self._ids = np.frombuffer(shared, dtype=np.uint64)
+
+    @classmethod
+    def create(cls, context: Any, max_batch_size: int) -> InHandBoard:
+        return cls(context.RawArray("Q", max_batch_size + 1))
+
+    def hold(self, task_ids: list[int]) -> None:
+        """Worker side: this batch is about to run."""
+        self._ids[0] = 0
+        self._ids[1 : 1 + len(task_ids)] = task_ids
+        self._ids[0] = len(task_ids)
+
+    def clear(self) -> None:
+        """Worker side: the batch is answered."""
+        self._ids[0] = 0
+
+    def held(self) -> set[int]:
+        """Front side, after the worker died: what it was running."""
+        return {int(i) for i in self._ids[1 : 1 + int(self._ids[0])]}
