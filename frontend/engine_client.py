@@ -189,6 +189,7 @@ class EngineClient:
                         f"this input crashed the worker processing it twice ({lost.crashed}); "
                         "it was not tried again",
                     ) from None
+                log.error("a task lost two workers running it (codes %s, %s)", blamed.exitcode, lost.exitcode)
                 break
         raise RequestError(503, "the worker processing this request exited; retry")
 

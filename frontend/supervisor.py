@@ -42,6 +42,8 @@ STOP_GRACE_S = 10.0
 # A worker that dies sooner than this after being ready is restarted after
 # a pause, so a crash loop does not eat the machine.
 RESTART_BACKOFF_S = 1.0
+# How long reaping waits for an exited worker's status (normally microseconds).
+REAP_WAIT_S = 1.0
 # CPU a worker must burn in a watchdog round to count as busy, not hung.
 BUSY_CPU_S = 0.05
 # After a successor failed to load, wait this long before trying again.
@@ -298,7 +300,9 @@ class Supervisor:
             loop.remove_reader(handle.process.sentinel)
             if not handle.status.closed:
                 loop.remove_reader(handle.status.fileno())
-        handle.process.join(timeout=0)
+        # Its sentinel closes a moment before the kernel has its exit status;
+        # the status says whether it crashed, so wait that moment for it.
+        handle.process.join(timeout=REAP_WAIT_S)
         if self.workers.get(handle.slot) is handle:
             del self.workers[handle.slot]
         if self.successors.get(handle.slot) is handle:

@@ -12,7 +12,7 @@ Stages (a task's ``stage``; see shared/messages.py for fan-out):
 
 Detections of one batch that share an input size run as one detector call,
 up to ``DETECTION_BATCH_PIXELS`` (small photos batch; pages of a PDF run one
-or two at a time, so a worker's memory does not grow with the batch).
+at a time, so a worker's memory does not grow with the batch).
 Every line is padded to the width PaddleX would pad it to (see
 ``lines.padded_widths``: that width changes what the recognizer reads), and
 then all the lines of one batch -- from every
@@ -50,9 +50,10 @@ FAN_OUT_MIN_LINES = 4
 # of it); a page with more line pixels than this is read where it is.
 FAN_OUT_MAX_BYTES = 4 << 20
 GPU_LINES_PER_CALL = 32
-# Detector input pixels per call: two 1248x1600 pages, one A3 page. The
-# detector needs about 170 MB per million pixels (see detection.py).
-DETECTION_BATCH_PIXELS = 4_000_000
+# Detector input pixels per call: one Letter or A4 page (1248x1600), or a
+# few photos. The detector needs about 170 MB per million pixels on top of
+# a worker's ~1 GB (see detection.py); an A3 page (4 MP) runs alone.
+DETECTION_BATCH_PIXELS = 2_500_000
 
 
 @dataclass(frozen=True)
