@@ -5,7 +5,7 @@ idle (no spinning; it wakes only to beat its heartbeat), merges whatever is
 waiting into a batch of at most ``max_batch_size`` (waiting up to
 ``max_queue_delay`` for more when the batch is not full), and writes one
 outcome per task to its response ring, in pieces when it is larger than one
-ring record. Tasks the front has cancelled (shared/cancellation.py) are
+ring record. Tasks the front has cancelled (shared/task_boards.py) are
 skipped, and a task marked ``solo`` runs in a batch of its own.
 
 The front stops a worker by closing the request doorbell: the worker sees
@@ -216,8 +216,9 @@ class Worker:
             pieces = outcome.pieces(self.responses.max_payload())
             for number, piece in enumerate(pieces, 1):
                 self._put(piece)
+                # Wake the front after each piece, so it drains the ring while the next is written.
                 if number < len(pieces) and not self.reply.ring():
-                    self.front_alive = False  # let the front drain the ring as the pieces arrive
+                    self.front_alive = False
                 if not self.front_alive:
                     return
         if not self.reply.ring():
