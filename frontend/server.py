@@ -9,8 +9,6 @@ get 503) while workers load it, and it serves once every worker is ready.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import importlib
 import logging
 import shutil
@@ -29,6 +27,7 @@ from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.placement import Placement, RingSizes, size_rings, worker_memory_limit
 from pxserve.frontend.supervisor import Supervisor
+from pxserve.shared.allocator import return_large_buffers_to_the_os
 from pxserve.shared.cache import onnx_model_path
 from pxserve.shared.config import ConfigError, MiB, ServingSettings
 from pxserve.shared.model_dir import ModelDir
@@ -39,7 +38,6 @@ from pxserve.workers.worker import ModelSpec
 log = logging.getLogger("pxserve")
 
 DRAIN_GRACE_S = 30.0
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
 class ServeError(RuntimeError):
@@ -51,19 +49,6 @@ class ServerOptions:
     host: str
     port: int
     log_level: str
-
-
-def return_large_buffers_to_the_os() -> None:
-    """Keep the front's memory flat under multi-megabyte request bodies.
-
-    glibc raises its mmap threshold to the largest block freed so far, after
-    which body-sized buffers come from the heap, whose high-water mark only
-    grows with the peak number of bodies in flight. A fixed 1 MiB threshold
-    gives each such buffer back to the OS as soon as its request is done
-    (measured in the overload test: 120-160 MiB instead of 165-200 MiB).
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator has its own policy
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

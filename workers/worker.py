@@ -15,7 +15,6 @@ same end-of-file arrives, so no worker outlives it.
 
 from __future__ import annotations
 
-import ctypes
 import io
 import logging
 import os
@@ -26,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pxserve.shared.allocator import return_free_heap, return_large_buffers_to_the_os
 from pxserve.shared.config import PipelineConfig
 from pxserve.shared.devices import Device
 from pxserve.shared.errors import one_line
@@ -69,6 +69,7 @@ class WorkerSpec:
 def _prepare_process(spec: WorkerSpec) -> None:
     """Environment that must be set before any engine is imported."""
     _ignore_stop_signals()
+    return_large_buffers_to_the_os()  # a page's tensors go back to the OS once freed
     if spec.device.kind == "gpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.device.index)
     else:
@@ -272,28 +273,6 @@ class Worker:
                 "models": {b.model_name: b.take_batch_sizes() for b in self.backends},
             }
             self.status.send(WorkerEvent("batch", self.spec.index, stats=stats))
-
-
-def return_free_heap() -> None:
-    """Give the heap's free pages back to the OS after a batch (glibc keeps them).
-
-    Pages and crops of a large document are freed after their batch, but
-    glibc keeps the heap's top for the next allocation; trimming costs a
-    few milliseconds and keeps a worker's RSS what it uses, not what it
-    once used.
-    """
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: its allocator has its own policy
-        return None
-
-
-_LIBC = _load_libc()
 
 
 def _probe_image() -> bytes:

@@ -1,0 +1,41 @@
+"""glibc's allocator, told to give memory back: used by the front and by workers.
+
+glibc raises its mmap threshold to the largest block freed so far (up to
+32 MiB), after which buffers of that size come from the heap, whose
+high-water mark only grows and fragments. A request body in the front, or
+a page's tensors in a worker (23 MB for a 1248x1600 page as float32), then
+stays resident after it is freed. A fixed threshold of 1 MiB gives each
+such buffer back to the OS as soon as it is freed, and trimming after a
+worker's batch returns the heap's free pages too. Elsewhere than glibc
+these are no-ops: that allocator has its own policy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+M_MMAP_THRESHOLD = -3  # mallopt parameter
+MMAP_THRESHOLD = 1 << 20
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def return_large_buffers_to_the_os() -> None:
+    """Serve allocations of 1 MiB and more from mmap, always (call once, early)."""
+    if _LIBC is not None:
+        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def return_free_heap() -> None:
+    """Hand the heap's free pages back to the OS (a few milliseconds)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
