@@ -311,8 +311,8 @@ def summarize(soak: Soak, log_text: str, metrics_text: str) -> dict:
         "worker_recycles": metric("pxserve_worker_recycles_total"),
         "tasks_dropped": metric("pxserve_tasks_dropped_total"),
         "watchdog_kills": log_text.count("killing it"),
-        "workers_lost": log_text.count(") exited (code"),
-        "kernel_kills": len(re.findall(r"exited \(code -9\)", log_text))
+        "workers_lost": len(re.findall(r"worker \d+ \([^)]*\) exited \(code", log_text)),
+        "kernel_kills": len(re.findall(r"worker \d+ \([^)]*\) exited \(code -9\)", log_text))
         - len(soak.events)  # SIGKILLed by this benchmark
         - log_text.count("killing it"),  # by the watchdog; the rest: the kernel's OOM killer
         "events": soak.events,
