@@ -12,8 +12,7 @@ more for each new shape. Measured on PP-OCRv4's detector on this project's
 
 * Paddle, as PaddleX configures it (oneDNN cache of 10 shapes, memory
   optimisation): 2.4-2.6 GB; plus releasing intermediate tensors and the
-  allocator's pool after each call: 0.7 GB flat (``_release``), for about
-  3 ms a call on the recognizer's small inputs.
+  allocator's pool after each large call: 0.7 GB flat (``_release``).
 * ONNX Runtime: its arena keeps the high-water mark (0.74 GB here, 7 GB
   with eight pages in one call); shrinking the arena after each run (a run
   option) holds 0.1-0.25 GB at the same speed, while turning the arena off
@@ -38,6 +37,11 @@ class BackendError(RuntimeError):
 ENGINES = ("paddle", "onnxruntime", "tensorrt")
 # oneDNN kernels cached per input shape, as PaddleX sets it (unbounded otherwise).
 MKLDNN_CACHE_SHAPES = 10
+# Paddle gives a call's memory back only after calls this large (a page at the
+# detector, 4 MB of input and more): releasing after every small call (a text
+# line, a photo) made the next one allocate again, and cost 20-30% of photo
+# throughput in benchmarks/ocr.py, for memory a small call barely uses.
+RELEASE_ABOVE_VALUES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +122,8 @@ class PaddleBackend:
         self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
         self._predictor.run()
         output = self._output.copy_to_cpu()
-        self._release()
+        if batch.size >= RELEASE_ABOVE_VALUES:
+            self._release()
         return output
 
     def _release(self) -> None:
