@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,6 +44,12 @@ _INTERPOLATION = {
 SizeHint = Callable[[int, int], "tuple[int, int] | None"]
 
 
+# Pillow's parsers also raise these on hostile files (hypothesis found a TIFF
+# whose tile offset is a string: TypeError); left alone, one would fail the
+# whole batch with a 500.
+_HOSTILE_FILE_ERRORS = (TypeError, IndexError, KeyError, EOFError, struct.error)
+
+
 def decode_image(data: bytes | memoryview, min_size: SizeHint | None = None) -> Image.Image:
     """Decode to an upright RGB image or raise ImageDecodeError.
 
@@ -63,7 +70,7 @@ def decode_image(data: bytes | memoryview, min_size: SizeHint | None = None) -> 
         image.load()
     except UnidentifiedImageError:
         raise ImageDecodeError("the data is not an image in a format this server reads") from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, *_HOSTILE_FILE_ERRORS) as exc:
         raise ImageDecodeError(f"the image could not be decoded ({exc})") from None
     return image
 
