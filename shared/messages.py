@@ -173,8 +173,7 @@ class Outcome:
             (_OUTCOME_HEADER.pack(self.request_id, PARTIAL, 0, room), body[i * room : (i + 1) * room])
             for i in range(full)
         ]
-        last = body[full * room :]
-        records.append((_OUTCOME_HEADER.pack(self.request_id, self.status, 0, len(last)), last))
+        records.append(Outcome(self.request_id, self.status, body[full * room :]).frame())  # type: ignore[arg-type]
         return records
 
     @classmethod
