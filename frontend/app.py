@@ -1,11 +1,14 @@
 """The aiohttp application: routes, middlewares and the request handlers.
 
-Handlers only validate and await; all image work happens in workers.
+Every served pipeline has its PaddleX route, each with its own limits
+(:class:`Route`); /health, /livez, /metrics and /openapi.json cover them
+all. Handlers only validate and await; all image work happens in workers.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
@@ -31,17 +34,33 @@ from pxserve.shared.errors import RequestError
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.pipelines import Pipeline
 
-PIPELINE = web.AppKey("pipeline", Pipeline)
+
+@dataclass(frozen=True)
+class Route:
+    """One served pipeline as the front needs it: its validator and parser, limits and inputs."""
+
+    pipeline: Pipeline
+    images: ImageLoader
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.name
+
+    @property
+    def serving(self) -> ServingSettings:
+        return self.pipeline.config.Serving
+
+
+ROUTES = web.AppKey("routes", dict)  # path -> Route
 ENGINE = web.AppKey("engine", EngineClient)
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", bytes)
-IMAGES = web.AppKey("images", ImageLoader)
 
 
 async def health(request: web.Request) -> web.Response:
     """PaddleX's body when ready; 503 until every worker has loaded the model."""
     supervisor = request.app[ENGINE].supervisor
-    if supervisor.ready:
+    if supervisor.ready:  # every worker holds every pipeline's models
         return message(log_id_of(request), 200, "Healthy")
     loaded = f"{supervisor.ready_count} of {len(supervisor.plan)}"
     return failure(log_id_of(request), 503, f"Not ready: {loaded} workers loaded")
@@ -66,24 +85,30 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def infer(request: web.Request) -> web.Response:
-    pipeline, engine = request.app[PIPELINE], request.app[ENGINE]
-    async with engine.admission() as deadline:  # 503 before reading, parsing or fetching anything
-        data = await receive_json(request, deadline)
+    route: Route = request.app[ROUTES][request.match_info.route.resource.canonical]
+    pipeline, engine = route.pipeline, request.app[ENGINE]
+    async with engine.admission(route.name) as deadline:  # 503 before reading, parsing or fetching anything
+        data = await receive_json(request, deadline, route.serving.max_body_bytes)
         adopt_log_id(request, data)
         try:
             validated = pipeline.request_model.model_validate(data)
         except ValidationError as exc:
             raise RequestError(422, describe_validation_error(exc)) from None
-        task = await pipeline.parse(validated, request.app[IMAGES])
-        outcome = await engine.submit(task, deadline)
+        task = await pipeline.parse(validated, route.images)
+        outcome = await engine.submit(route.name, task, deadline)
     if outcome.ok:
         return success(log_id_of(request), outcome.body)
     return failure(log_id_of(request), outcome.status, outcome.message)
 
 
-async def receive_json(request: web.Request, deadline: float) -> dict:
+async def receive_json(request: web.Request, deadline: float, max_bytes: int) -> dict:
     """The body as a JSON object; a client too slow to send it gets 408, so it
-    cannot hold its place in the queue past the request deadline."""
+    cannot hold its place in the queue past the request deadline. The
+    server-wide body limit is the largest any route allows; ``max_bytes``
+    is this route's own."""
+    too_large = RequestError(413, f"Request body is larger than the limit of {max_bytes} bytes")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large
     try:
         async with asyncio.timeout_at(deadline):
             body = await request.read()
@@ -91,6 +116,8 @@ async def receive_json(request: web.Request, deadline: float) -> dict:
         raise RequestError(408, "request body not received within the request deadline") from None
     except ConnectionResetError:  # nobody will read this answer; it is for the access log
         raise RequestError(400, "client closed the connection before sending the whole body") from None
+    if len(body) > max_bytes:
+        raise too_large
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -110,8 +137,28 @@ def open_paths(serving: ServingSettings) -> set[str]:
     return paths
 
 
-def create_app(pipeline: Pipeline, engine: EngineClient, telemetry: Metrics) -> web.Application:
-    serving = pipeline.config.Serving
+class RouteConflictError(ValueError):
+    """Two pipelines want the same HTTP path."""
+
+
+def plan_routes(pipelines: list[Pipeline]) -> dict[str, Pipeline]:
+    """Path -> pipeline; a path two pipelines want is a one-line startup error."""
+    routes: dict[str, Pipeline] = {}
+    for pipeline in pipelines:
+        taken = routes.get(pipeline.route)
+        if taken is not None:
+            raise RouteConflictError(
+                f"route {pipeline.route} is served twice: by {taken.name} ({taken.config.source}) and by "
+                f"{pipeline.name} ({pipeline.config.source}); serve each pipeline once"
+            )
+        routes[pipeline.route] = pipeline
+    return routes
+
+
+def create_app(
+    pipelines: list[Pipeline], serving: ServingSettings, engine: EngineClient, telemetry: Metrics
+) -> web.Application:
+    """``serving``: the engine-wide settings (keys, auth, the largest body any route takes)."""
     keys = load_api_keys(serving)
     app = web.Application(
         client_max_size=serving.max_body_bytes,
@@ -123,16 +170,21 @@ def create_app(pipeline: Pipeline, engine: EngineClient, telemetry: Metrics) -> 
             auth_middleware(keys, open_paths(serving)),
         ],
     )
-    app[PIPELINE] = pipeline
+    routes: dict[str, Route] = {}
+    for path, pipeline in plan_routes(pipelines).items():
+        own = pipeline.config.Serving
+        fetcher = UrlFetcher(own.url_inputs) if own.url_inputs.enabled else None
+        routes[path] = Route(pipeline, ImageLoader(own, fetcher))
+    app[ROUTES] = routes
+    telemetry.pipeline_of_route({path: route.name for path, route in routes.items()})
     app[ENGINE] = engine
     app[METRICS] = telemetry
     app[MAX_BODY] = serving.max_body_bytes
-    fetcher = UrlFetcher(serving.url_inputs) if serving.url_inputs.enabled else None
-    app[IMAGES] = ImageLoader(serving, fetcher)
-    app[OPENAPI] = orjson.dumps(openapi_document(pipeline, serving, secured=bool(keys)))
+    app[OPENAPI] = orjson.dumps(openapi_document(pipelines, serving, secured=bool(keys)))
     app.router.add_get("/health", health)
     app.router.add_get("/livez", live)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    app.router.add_post(pipeline.route, infer)
+    for path in routes:
+        app.router.add_post(path, infer)
     return app

@@ -14,6 +14,7 @@ import os
 import sys
 
 from pxserve import __version__
+from pxserve.frontend.app import RouteConflictError, plan_routes
 from pxserve.frontend.placement import SharedMemoryError, plan_workers
 from pxserve.frontend.server import (
     ServeError,
@@ -24,9 +25,15 @@ from pxserve.frontend.server import (
     serve,
 )
 from pxserve.frontend.supervisor import StartupError
-from pxserve.shared.config import ConfigError, load_pipeline_config, parse_hpi_config
+from pxserve.shared.config import (
+    ConfigError,
+    ServerConfig,
+    builtin_pipelines,
+    load_server_config,
+    parse_hpi_config,
+)
 from pxserve.shared.devices import DeviceError, default_device, gpu_usable, parse_devices
-from pxserve.shared.pipelines import get_pipeline
+from pxserve.shared.pipelines import Pipeline, get_pipeline
 
 log = logging.getLogger("pxserve")
 
@@ -49,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="build the pipeline's embedded models and ONNX conversions into the cache, then exit"
         " (for container images and init steps; no port, no workers)",
     )
-    parser.add_argument("--pipeline", help="pipeline name (e.g. image_classification) or a YAML path")
+    parser.add_argument(
+        "--pipeline",
+        action="append",
+        help="pipeline name (e.g. image_classification) or a YAML path; repeat it to serve several "
+        "behind one port, or give a serving config that lists them (with --prepare: 'all' for every "
+        "pipeline pxserve ships)",
+    )
     parser.add_argument("--device", help="cpu, gpu, gpu:N or gpu:N,M (default: gpu if usable, else cpu)")
     parser.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
     parser.add_argument(
@@ -93,9 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port < 65536:  # 0: any free port (the log says which)
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
 
-    config = load_pipeline_config(args.pipeline)
-    pipeline = get_pipeline(config)
-    pipeline.check_startup()
+    config = load_server_config(args.pipeline)
+    pipelines = load_pipelines(config)
     onnx = engine != "paddle"
     device_spec = args.device or default_device(onnx)
     devices = parse_devices(device_spec)
@@ -104,29 +116,43 @@ def run(args: argparse.Namespace) -> int:
         raise DeviceError(
             f"--device {device_spec}: no usable GPU (needs an NVIDIA driver and {package}); use --device cpu"
         )
-    plan = plan_workers(devices, config.Serving, cpu_threads=hpi.cpu_threads if args.use_hpip else None)
+    plan = plan_workers(devices, config.engine, cpu_threads=hpi.cpu_threads if args.use_hpip else None)
 
-    rings = plan_rings(plan, config.Serving)
+    rings = plan_rings(plan, config.engine)
     sock = bind_socket(args.host, args.port)
     log.info("Started server process [%d]", os.getpid())
     try:
-        log.info("pipeline %s", config.pipeline_name)
-        models = prepare_models(pipeline, engine)
+        log.info("pipelines: %s", ", ".join(config.names))
+        models = [spec for pipeline in pipelines for spec in prepare_models(pipeline, engine)]
         options = ServerOptions(args.host, args.port, args.log_level)
-        asyncio.run(serve(pipeline, models, plan, rings, sock, options))
+        asyncio.run(serve(pipelines, config, models, plan, rings, sock, options))
     finally:
         sock.close()
     return 0
 
 
+def load_pipelines(config: ServerConfig) -> list[Pipeline]:
+    """The served pipelines, checked: settings each can serve, and no route served twice."""
+    pipelines = [get_pipeline(p) for p in config.pipelines]
+    for pipeline in pipelines:
+        pipeline.check_all()
+    try:
+        plan_routes(pipelines)
+    except RouteConflictError as exc:
+        raise ConfigError(str(exc)) from None
+    return pipelines
+
+
 def prepare(args: argparse.Namespace) -> int:
     """Do the slow first-start steps now, so a read-only image starts at once."""
     if not args.pipeline:
-        raise ConfigError("--prepare needs --pipeline (a name such as image_classification, or a YAML path)")
+        raise ConfigError(
+            "--prepare needs --pipeline (a name such as image_classification, a YAML path, or all)"
+        )
     hpi = parse_hpi_config(args.hpi_config)  # a bad --hpi_config fails here as it would at --serve
-    pipeline = get_pipeline(load_pipeline_config(args.pipeline))
-    pipeline.check_startup()
-    prepare_models(pipeline, hpi.backend if args.use_hpip else "paddle")
+    names = builtin_pipelines() if args.pipeline == ["all"] else args.pipeline
+    for pipeline in load_pipelines(load_server_config(names)):
+        prepare_models(pipeline, hpi.backend if args.use_hpip else "paddle")
     return 0
 
 

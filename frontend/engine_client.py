@@ -8,8 +8,15 @@ rings its doorbell and awaits a future. Outcomes arrive when a worker's
 reply doorbell becomes readable; they are matched to futures by request id,
 and ids are never reused, so a late answer can never reach another request.
 
-When a ring is full the task waits in a FIFO backlog that is flushed as
-answers free space. When a worker dies, its unanswered tasks are retried
+Several pipelines share the workers, fairly: each pipeline has its own
+admission places (its ``queue_capacity``) and its own backlog, a worker
+holds at most ``2 * max_batch_size`` tasks of each pipeline, and the
+backlogs are flushed one task per pipeline in turn. So a flood on one
+pipeline fills its own places and queue, never another's (the worker side
+of fairness is in workers/task_queues.py).
+
+When a ring is full the task waits in its pipeline's FIFO backlog, flushed
+as answers free space. When a worker dies, its unanswered tasks are retried
 once on another worker, then answered 503.
 
 A stage that answers with a fan-out (see shared/messages.py) has its child
@@ -40,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pxserve.frontend.supervisor import Supervisor, WorkerHandle
-from pxserve.shared.config import ServingSettings
+from pxserve.shared.config import ServerConfig, ServingSettings
 from pxserve.shared.errors import RequestError
 from pxserve.shared.messages import FAN_OUT, PARTIAL, FanOut, Outcome, Task
 from pxserve.shared.ring import RecordTooLargeError, RingFullError
@@ -78,48 +85,55 @@ class _Pending:
 
 
 class EngineClient:
-    def __init__(self, supervisor: Supervisor, serving: ServingSettings) -> None:
+    def __init__(self, supervisor: Supervisor, config: ServerConfig) -> None:
         self.supervisor = supervisor
-        self.serving = serving
-        self.admitted = 0
+        # Each pipeline's own limits (queue_capacity, request_timeout_s).
+        self.settings: dict[str, ServingSettings] = {p.pipeline_name: p.Serving for p in config.pipelines}
+        self.admitted_by: dict[str, int] = dict.fromkeys(self.settings, 0)
         self.on_drop: Callable[[], None] = lambda: None  # a worker was told to skip a task
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._backlog: deque[_Pending] = deque()
+        self._backlogs: dict[str, deque[_Pending]] = {name: deque() for name in self.settings}
         # One batch running and one queued behind it keeps a worker busy;
         # anything more waits here, where dropping it is free.
-        self.max_outstanding = 2 * serving.max_batch_size
+        self.max_outstanding = 2 * config.engine.max_batch_size
         supervisor.on_ready = self._worker_ready
         supervisor.on_lost = self._worker_lost
 
+    @property
+    def admitted(self) -> int:
+        """Requests admitted and not yet answered, all pipelines together."""
+        return sum(self.admitted_by.values())
+
     # -- the public coroutine ---------------------------------------------
     @contextlib.asynccontextmanager
-    async def admission(self) -> AsyncIterator[float]:
-        """Hold one of ``queue_capacity`` places from before the body is read
-        until the answer is ready, so bodies held in memory are bounded too.
+    async def admission(self, pipeline: str) -> AsyncIterator[float]:
+        """Hold one of the pipeline's ``queue_capacity`` places from before the
+        body is read until the answer is ready, so bodies held in memory are
+        bounded too.
 
         Yields the request's deadline (event-loop time): receiving the body
         and getting a result must both be done by then.
         """
+        serving = self.settings[pipeline]
         if not self.supervisor.ready:
-            raise RequestError(503, "not ready: the workers are loading the model")
-        if self.admitted >= self.serving.queue_capacity:
+            raise RequestError(503, "not ready: the workers are loading the models")
+        if self.admitted_by[pipeline] >= serving.queue_capacity:
             raise RequestError(503, "server is at capacity; retry shortly")
-        self.admitted += 1
+        self.admitted_by[pipeline] += 1
         try:
-            yield asyncio.get_running_loop().time() + self.serving.request_timeout_s
+            yield asyncio.get_running_loop().time() + serving.request_timeout_s
         finally:
-            self.admitted -= 1
+            self.admitted_by[pipeline] -= 1
 
-    async def submit(self, task: Task, deadline: float) -> Outcome:
+    async def submit(self, pipeline: str, task: Task, deadline: float) -> Outcome:
         """Run one admitted request to its final outcome; 504 if ``deadline`` passes first."""
         try:
             async with asyncio.timeout_at(deadline):
-                return await self._complete(task)
+                return await self._complete(task.in_pipeline(pipeline))
         except TimeoutError:
-            raise RequestError(
-                504, f"no result within the {self.serving.request_timeout_s:g} s request deadline"
-            ) from None
+            timeout = self.settings[pipeline].request_timeout_s
+            raise RequestError(504, f"no result within the {timeout:g} s request deadline") from None
 
     async def _complete(self, task: Task) -> Outcome:
         """Run a task, and the children and continuation of any fan-out it answers."""
@@ -127,11 +141,11 @@ class EngineClient:
         while outcome.status == FAN_OUT:
             plan = FanOut.decode(outcome.body)
             answers = await self._all_or_first_failure(
-                [self._complete(child.inheriting(task.image)) for child in plan.children]
+                [self._complete(child.child_of(task)) for child in plan.children]
             )
             if isinstance(answers, Outcome):
                 return answers  # e.g. one page of a PDF could not be read
-            then = plan.then.inheriting(task.image)
+            then = plan.then.child_of(task)
             task = then  # a continuation that fans out again hands on its own payload
             outcome = await self._run_retrying(then.with_children([a.body for a in answers]))
         return outcome
@@ -199,7 +213,7 @@ class EngineClient:
         self._pending[request_id] = pending
         try:
             if not self._dispatch(pending):
-                self._backlog.append(pending)
+                self._backlogs[task.pipeline].append(pending)
             return await pending.future
         finally:
             self._pending.pop(request_id, None)
@@ -210,19 +224,25 @@ class EngineClient:
         """Nobody waits for this task any more: never send it, or tell its worker to skip it."""
         if pending.worker is None:
             with contextlib.suppress(ValueError):
-                self._backlog.remove(pending)
+                self._backlogs[pending.task.pipeline].remove(pending)
             return
-        pending.worker.outstanding -= 1
+        pending.worker.settle(pending.task.pipeline)
         pending.worker.cancels.cancel(pending.task.request_id)
         self.on_drop()
         self._flush_backlog()  # its place in the worker's share is free
 
     # -- dispatch ----------------------------------------------------------
     def _dispatch(self, pending: _Pending) -> bool:
-        """Write the task to the least-loaded ready worker; False if all are full."""
+        """Write the task to the least-loaded ready worker; False if all are full.
+
+        Full means its ring is, or it holds ``max_outstanding`` tasks of this pipeline already.
+        """
         frame = pending.task.frame()
+        pipeline = pending.task.pipeline
         ready = (
-            h for h in self.supervisor.workers.values() if h.ready and h.outstanding < self.max_outstanding
+            h
+            for h in self.supervisor.workers.values()
+            if h.ready and h.outstanding_by.get(pipeline, 0) < self.max_outstanding
         )
         workers = sorted(ready, key=lambda h: h.outstanding)
         for handle in workers:
@@ -232,7 +252,7 @@ class EngineClient:
                 continue
             except RecordTooLargeError:
                 raise RequestError(413, "image is too large for the server's shared-memory buffers") from None
-            handle.outstanding += 1
+            handle.take(pipeline)
             pending.worker = handle
             # A worker that died a moment ago is not reaped yet: its bell is
             # broken, and the task just written is retried once it is reaped.
@@ -241,17 +261,22 @@ class EngineClient:
         return False
 
     def _flush_backlog(self) -> None:
-        while self._backlog:
-            pending = self._backlog[0]
-            if pending.future.done():
-                self._backlog.popleft()
-                continue
-            try:
-                if not self._dispatch(pending):
-                    return
-            except RequestError as exc:
-                pending.future.set_exception(exc)
-            self._backlog.popleft()
+        """Send what waits here, one task of each pipeline in turn, while workers take them."""
+        progress = True
+        while progress:
+            progress = False
+            for backlog in self._backlogs.values():
+                while backlog and backlog[0].future.done():
+                    backlog.popleft()
+                if not backlog:
+                    continue
+                try:
+                    if not self._dispatch(backlog[0]):
+                        continue
+                except RequestError as exc:
+                    backlog[0].future.set_exception(exc)
+                backlog.popleft()
+                progress = True
 
     # -- callbacks from the loop and the supervisor -------------------------
     def _collect(self, handle: WorkerHandle) -> None:
@@ -273,7 +298,7 @@ class EngineClient:
             pending = self._pending.get(outcome.request_id)
             if pending is None or pending.worker is not handle or pending.future.done():
                 continue  # its request timed out, or was retried elsewhere
-            handle.outstanding -= 1
+            handle.settle(pending.task.pipeline)
             pending.future.set_result(outcome)
 
     def _worker_ready(self, handle: WorkerHandle) -> None:
@@ -292,4 +317,5 @@ class EngineClient:
                 lost = WorkerLostError(handle.process.exitcode, pending.task.request_id in running)
                 pending.future.set_exception(lost)
         handle.outstanding = 0
+        handle.outstanding_by.clear()
         handle.pieces.clear()

@@ -1,8 +1,10 @@
 """Prometheus metrics for the front: HTTP traffic, queue, batches, workers.
 
 Batch sizes and inference times are measured in the workers and reported
-once per batch on their status pipes; the front only records them. The
-text format is prometheus-client's, served at ``GET /metrics``.
+once per batch on their status pipes; the front only records them. Traffic,
+queue and batches carry a ``pipeline`` label (empty for the server's own
+routes), since one server serves several. The text format is
+prometheus-client's, served at ``GET /metrics``.
 """
 
 from __future__ import annotations
@@ -33,17 +35,17 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "pxserve_requests",
-            "HTTP requests by route and status",
-            ["route", "status"],
+            "HTTP requests by pipeline, route and status",
+            ["pipeline", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "pxserve_request_duration_seconds", "Time from request to response", ["route"],
+            "pxserve_request_duration_seconds", "Time from request to response", ["pipeline", "route"],
             buckets=SECONDS_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.batch_size = Histogram(
             "pxserve_batch_size", "Tasks (requests, pages, line groups) a worker took as one batch",
-            buckets=BATCH_BUCKETS, registry=self.registry,
+            ["pipeline"], buckets=BATCH_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.model_batch_size = Histogram(
             "pxserve_model_batch_size", "Inputs per inference call, by model (images, pages, text lines)",
@@ -51,10 +53,10 @@ class Metrics:
         )  # fmt: skip
         self.inference = Histogram(
             "pxserve_inference_seconds", "Worker time per batch: decode, preprocess, infer, postprocess",
-            buckets=SECONDS_BUCKETS, registry=self.registry,
+            ["pipeline"], buckets=SECONDS_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.queue_depth = Gauge(
-            "pxserve_queue_depth", "Admitted requests not yet answered", registry=self.registry
+            "pxserve_queue_depth", "Admitted requests not yet answered", ["pipeline"], registry=self.registry
         )
         self.workers_ready = Gauge(
             "pxserve_workers_ready", "Workers that have loaded the model", registry=self.registry
@@ -72,11 +74,18 @@ class Metrics:
             "Tasks a worker was told to skip: their client left, their deadline passed, or a sibling failed",
             registry=self.registry,
         )
+        self._pipelines: dict[str, str] = {}  # route path -> pipeline name
         self._worker_rss: Callable[[], dict[str, int]] = dict
         self.registry.register(_WorkerMemory(lambda: self._worker_rss()))
 
-    def track_queue(self, depth: Callable[[], float]) -> None:
-        self.queue_depth.set_function(depth)
+    def track_queue(self, depth_by_pipeline: Callable[[], dict[str, int]]) -> None:
+        """Admitted requests of each pipeline (the pipelines are fixed at startup)."""
+        for name in depth_by_pipeline():
+            self.queue_depth.labels(name).set_function(lambda name=name: depth_by_pipeline()[name])
+
+    def pipeline_of_route(self, pipeline_by_path: dict[str, str]) -> None:
+        """Which pipeline each inference route serves, for the ``pipeline`` label."""
+        self._pipelines = dict(pipeline_by_path)
 
     def track_workers(self, ready: Callable[[], float]) -> None:
         self.workers_ready.set_function(ready)
@@ -87,8 +96,9 @@ class Metrics:
 
     def observe_batch(self, stats: dict[str, Any]) -> None:
         """One worker batch: its task count, its time, and each model's inference calls."""
-        self.batch_size.observe(stats["size"])
-        self.inference.observe(stats["seconds"])
+        pipeline = stats.get("pipeline", "")
+        self.batch_size.labels(pipeline).observe(stats["size"])
+        self.inference.labels(pipeline).observe(stats["seconds"])
         for model, sizes in (stats.get("models") or {}).items():
             histogram = self.model_batch_size.labels(model)
             for size in sizes:
@@ -110,8 +120,9 @@ class Metrics:
         finally:
             route = request.match_info.route.resource
             name = route.canonical if route is not None else "unmatched"
-            self.requests.labels(name, str(status)).inc()
-            self.latency.labels(name).observe(time.perf_counter() - started)
+            pipeline = self._pipelines.get(name, "")
+            self.requests.labels(pipeline, name, str(status)).inc()
+            self.latency.labels(pipeline, name).observe(time.perf_counter() - started)
 
 
 class _WorkerMemory:

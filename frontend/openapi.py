@@ -35,19 +35,35 @@ def _error(description: str) -> dict[str, Any]:
     return _json({"$ref": "#/components/schemas/ErrorEnvelope"}, description)
 
 
-def openapi_document(pipeline: Pipeline, serving: ServingSettings, secured: bool) -> dict[str, Any]:
-    request = pipeline.request_model.model_json_schema(ref_template=REF)
-    result = pipeline.result_model.model_json_schema(ref_template=REF)
-    schemas: dict[str, Any] = {**request.pop("$defs", {}), **result.pop("$defs", {})}
-    schemas[pipeline.request_model.__name__] = request
-    schemas[pipeline.result_model.__name__] = result
-    schemas["ErrorEnvelope"] = _envelope()
+def openapi_document(pipelines: list[Pipeline], serving: ServingSettings, secured: bool) -> dict[str, Any]:
+    """One document for every served pipeline's route and the server's own routes."""
+    schemas: dict[str, Any] = {"ErrorEnvelope": _envelope()}
     unauthorized = {"401": _error("Missing or wrong API key")} if secured else {}
 
     def guarded(open_route: bool) -> dict[str, Any]:
         return {} if open_route or not secured else {"security": [{"bearer": []}]}
 
-    inference = {
+    inference_paths: dict[str, Any] = {}
+    for pipeline in pipelines:
+        for model in (pipeline.request_model, pipeline.result_model):
+            schema = model.model_json_schema(ref_template=REF)
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+        inference_paths[pipeline.route] = _inference(pipeline, unauthorized, guarded(False))
+    names = ", ".join(p.name for p in pipelines)
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": f"pxserve: {names}", "version": __version__},
+        "paths": {**_server_paths(serving, unauthorized, guarded), **inference_paths},
+        "components": {"schemas": schemas},
+    }
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return document
+
+
+def _inference(pipeline: Pipeline, unauthorized: dict[str, Any], guard: dict[str, Any]) -> dict[str, Any]:
+    return {
         "post": {
             "summary": pipeline.summary or pipeline.name,
             "operationId": pipeline.name,
@@ -71,57 +87,51 @@ def openapi_document(pipeline: Pipeline, serving: ServingSettings, secured: bool
                 "408": _error("The body did not arrive within the request deadline"),
                 "504": _error("No result within the request deadline"),
             },
-            **guarded(False),
+            **guard,
         }
     }
-    document: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {"title": f"pxserve: {pipeline.name}", "version": __version__},
-        "paths": {
-            "/health": {
-                "get": {
-                    "summary": "Readiness (PaddleX's body when ready)",
-                    "operationId": "health",
-                    "responses": {
-                        "200": _json(_envelope(), "Ready"),
-                        **(unauthorized if serving.auth_health else {}),
-                        "503": _error("Workers are still loading the model"),
-                    },
-                    **guarded(not serving.auth_health),
-                }
-            },
-            "/livez": {
-                "get": {
-                    "summary": "Liveness: 200 while the server process answers, loading or not",
-                    "operationId": "live",
-                    "responses": {"200": _json(_envelope(), "Alive")},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "operationId": "metrics",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        **(unauthorized if serving.auth_metrics else {}),
-                    },
-                    **guarded(not serving.auth_metrics),
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "operationId": "openapi",
-                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
-                }
-            },
-            pipeline.route: inference,
+
+
+def _server_paths(serving: ServingSettings, unauthorized: dict[str, Any], guarded: Any) -> dict[str, Any]:
+    return {
+        "/health": {
+            "get": {
+                "summary": "Readiness (PaddleX's body when ready)",
+                "operationId": "health",
+                "responses": {
+                    "200": _json(_envelope(), "Ready"),
+                    **(unauthorized if serving.auth_health else {}),
+                    "503": _error("Workers are still loading the model"),
+                },
+                **guarded(not serving.auth_health),
+            }
         },
-        "components": {"schemas": schemas},
+        "/livez": {
+            "get": {
+                "summary": "Liveness: 200 while the server process answers, loading or not",
+                "operationId": "live",
+                "responses": {"200": _json(_envelope(), "Alive")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **(unauthorized if serving.auth_metrics else {}),
+                },
+                **guarded(not serving.auth_metrics),
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
+            }
+        },
     }
-    if secured:
-        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    return document

@@ -29,7 +29,7 @@ from pxserve.frontend.placement import Placement, RingSizes, size_rings, worker_
 from pxserve.frontend.supervisor import Supervisor
 from pxserve.shared.allocator import return_large_buffers_to_the_os
 from pxserve.shared.cache import onnx_model_path
-from pxserve.shared.config import ConfigError, MiB, ServingSettings
+from pxserve.shared.config import ConfigError, MiB, ServerConfig, ServingSettings
 from pxserve.shared.model_dir import ModelDir
 from pxserve.shared.pipelines import Pipeline
 from pxserve.shared.ring import shm_dir
@@ -66,7 +66,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def prepare_model(pipeline: Pipeline, key: str | None = None) -> ModelDir:
-    """Find one model directory, building an embedded model on first use."""
+    """Find one of the pipeline's model directories (by its own SubModules key), building an
+    embedded model on first use."""
     name, directory = pipeline.model_source(key)
     if directory is None:
         builder = importlib.import_module(pipeline.embedded_models[name])
@@ -84,18 +85,19 @@ def prepare_model(pipeline: Pipeline, key: str | None = None) -> ModelDir:
 
 
 def prepare_models(pipeline: Pipeline, engine: str) -> list[ModelSpec]:
-    """Every model the pipeline needs, with the engine that runs it (ONNX converted if needed)."""
+    """Every model the pipeline and its sub-pipelines need, with the engine that runs it
+    (ONNX converted if needed)."""
     specs = []
-    for key in pipeline.model_keys():
-        model = prepare_model(pipeline, key)
-        log.info("model %s: %s from %s", key or pipeline.name, model.model_name, model.path)
+    for key, owner, own_key in pipeline.all_models():
+        model = prepare_model(owner, own_key)
+        log.info("%s model %s: %s from %s", pipeline.name, key, model.model_name, model.path)
         if model.program is None and engine == "paddle":
             raise ConfigError(
                 f"model {model.model_name}: {model.path} holds only inference.onnx, which Paddle "
                 "Inference cannot run; add --use_hpip to serve it with ONNX Runtime"
             )
         onnx_path = prepare_onnx(model) if engine != "paddle" else None
-        specs.append(ModelSpec(key, str(model.path), engine, onnx_path))
+        specs.append(ModelSpec(key, str(model.path), engine, onnx_path, pipeline.name))
     return specs
 
 
@@ -146,7 +148,8 @@ def plan_rings(plan: list[Placement], serving: ServingSettings) -> RingSizes:
 
 
 async def serve(
-    pipeline: Pipeline,
+    pipelines: list[Pipeline],
+    config: ServerConfig,
     models: list[ModelSpec],
     plan: list[Placement],
     rings: RingSizes,
@@ -159,13 +162,13 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    memory_limit = worker_memory_limit(pipeline.config.Serving, len(plan))
+    memory_limit = worker_memory_limit(config.engine, len(plan))
     if memory_limit:
         log.info("workers over %.0f MiB are recycled (Serving.max_worker_memory_mb)", memory_limit / MiB)
-    supervisor = Supervisor(pipeline.config, models, plan, rings, options.log_level, memory_limit)
-    engine = EngineClient(supervisor, pipeline.config.Serving)
+    supervisor = Supervisor(config, models, plan, rings, options.log_level, memory_limit)
+    engine = EngineClient(supervisor, config)
     telemetry = Metrics()
-    telemetry.track_queue(lambda: engine.admitted)
+    telemetry.track_queue(lambda: engine.admitted_by)
     telemetry.track_workers(lambda: supervisor.ready_count)
     telemetry.track_worker_memory(lambda: {str(h.slot): h.rss for h in supervisor.workers.values() if h.rss})
     engine.on_drop = telemetry.tasks_dropped.inc
@@ -175,7 +178,7 @@ async def serve(
     # handler_cancellation: a client that hangs up cancels its handler, and
     # with it the request's tasks (see engine_client.py).
     runner = web.AppRunner(
-        create_app(pipeline, engine, telemetry),
+        create_app(pipelines, config.engine, engine, telemetry),
         access_log=None,
         shutdown_timeout=DRAIN_GRACE_S,
         handler_cancellation=True,
@@ -185,7 +188,9 @@ async def serve(
         await runner.setup()
         await web.SockSite(runner, sock).start()
         host, port = sock.getsockname()[:2]
-        log.info("listening on http://%s:%d; not ready until the workers have loaded the model", host, port)
+        log.info("listening on http://%s:%d; not ready until the workers have loaded the models", host, port)
+        for pipeline in pipelines:
+            log.info("serving %s at POST %s", pipeline.name, pipeline.route)
         starting = asyncio.create_task(supervisor.start())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -29,7 +29,7 @@ import multiprocess
 
 from pxserve.frontend.placement import Placement, RingSizes
 from pxserve.frontend.process_stats import cpu_seconds, rss_bytes
-from pxserve.shared.config import MiB, PipelineConfig
+from pxserve.shared.config import MiB, ServerConfig
 from pxserve.shared.messages import WorkerEvent
 from pxserve.shared.ring import Doorbell, Ring, shm_dir
 from pxserve.shared.task_boards import CancelBoard, InHandBoard
@@ -85,6 +85,7 @@ class WorkerHandle:
     started_at: float = field(default_factory=time.monotonic)
     ready_at: float = 0.0
     outstanding: int = 0  # tasks written to the ring and not yet answered
+    outstanding_by: dict[str, int] = field(default_factory=dict)  # the same, by pipeline
     pieces: dict[int, list[bytes]] = field(default_factory=dict)  # partial outcomes by task id
     rss: int = 0  # resident bytes at the last watchdog round
     cpu: float = 0.0  # CPU seconds at the last watchdog round
@@ -96,13 +97,23 @@ class WorkerHandle:
     def name(self) -> str:
         return f"worker {self.slot} ({self.placement.device})"
 
+    def take(self, pipeline: str) -> None:
+        """A task of ``pipeline`` was written to its ring."""
+        self.outstanding += 1
+        self.outstanding_by[pipeline] = self.outstanding_by.get(pipeline, 0) + 1
+
+    def settle(self, pipeline: str) -> None:
+        """A task of ``pipeline`` was answered, or cancelled."""
+        self.outstanding -= 1
+        self.outstanding_by[pipeline] -= 1
+
 
 class Supervisor:
     """Owns the worker processes; tells its listener when one comes or goes."""
 
     def __init__(
         self,
-        config: PipelineConfig,
+        config: ServerConfig,
         models: list[ModelSpec],
         plan: list[Placement],
         rings: RingSizes,
@@ -110,6 +121,7 @@ class Supervisor:
         memory_limit: int = 0,
     ) -> None:
         self.config = config
+        self.serving = config.engine  # the engine-wide settings
         self.models = tuple(models)
         self.plan = plan
         self.rings = rings
@@ -169,7 +181,7 @@ class Supervisor:
 
     def spawn(self, slot: int, successor: bool = False) -> WorkerHandle:
         placement = self.plan[slot]
-        serving = self.config.Serving
+        serving = self.serving
         tag = f"{RING_PREFIX}{os.getpid()}-{slot}-{next(self._generation)}"
         requests = Ring.create(f"{tag}-req", self.rings.request_bytes)
         responses = Ring.create(f"{tag}-res", self.rings.response_bytes)
@@ -177,11 +189,12 @@ class Supervisor:
         status_read, status_write = self._ctx.Pipe(duplex=False)
         heartbeat = self._ctx.Value("d", 0.0, lock=False)  # one writer, one reader: no lock
         cancels = CancelBoard.create(self._ctx)
-        in_hand = InHandBoard.create(self._ctx, serving.max_batch_size)
+        # A batch, and one of another pipeline run between its model calls.
+        in_hand = InHandBoard.create(self._ctx, 2 * serving.max_batch_size)
         spec = WorkerSpec(
             index=slot,
             device=placement.device,
-            config=self.config,
+            pipelines=tuple(self.config.pipelines),
             models=self.models,
             cpu_threads=placement.cpu_threads,
             max_batch_size=serving.max_batch_size,
@@ -190,6 +203,7 @@ class Supervisor:
             request_ring=requests.path.name,
             response_ring=responses.path.name,
             workers=len(self.plan),
+            max_pixels=serving.max_pixels,
             heartbeat_interval_s=heartbeat_interval(serving.worker_stall_timeout_s),
             log_level=self.log_level,
         )
@@ -400,7 +414,7 @@ class Supervisor:
                     "(%.0f MiB): workers will be recycled every %.0f s; raise it",
                     self.memory_limit / MiB, handle.rss / MiB, MIN_WORKER_LIFE_S,
                 )  # fmt: skip
-        serving = self.config.Serving
+        serving = self.serving
         limit = serving.worker_stall_timeout_s
         silent = now - handle.heartbeat.value
         idle = now - handle.busy_at

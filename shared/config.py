@@ -1,10 +1,18 @@
 """Pipeline configuration: PaddleX 3.x YAML plus pxserve's ``Serving`` section.
 
 A pipeline is named (a file under ``pxserve/configs``) or given as a path.
-Both PaddleX forms are read: 3.x (``pipeline_name`` + ``SubModules``) and the
-older 3.0-beta form (``Global.pipeline_name`` + ``Pipeline``). The engine's
-settings live in the same file under ``Serving`` so one file describes one
-deployment. Validation is pydantic's, so a typo gets a message with its path.
+Both PaddleX forms are read: 3.x (``pipeline_name`` + ``SubModules``, and
+``SubPipelines`` for pipelines built from pipelines, inline or by
+``pipeline_config_path``) and the older 3.0-beta form
+(``Global.pipeline_name`` + ``Pipeline``). The engine's settings live in the
+same file under ``Serving`` so one file describes one deployment.
+
+Several pipelines behind one port (:class:`ServerConfig`): ``--pipeline``
+repeated, or a serving config that lists them (``pipelines:`` plus its own
+``Serving``). Settings that shape the engine (workers, batching, memory,
+rings, keys: :data:`ENGINE_KEYS`) are one per server: the serving config's,
+or the first pipeline's; the rest (limits, timeouts, visualize) stay each
+pipeline's own. Validation is pydantic's, so a typo gets a message with its path.
 """
 
 from __future__ import annotations
@@ -156,6 +164,8 @@ class PipelineConfig(BaseModel):
 
     pipeline_name: str
     SubModules: dict[str, ModelSettings] = Field(default_factory=dict)
+    # Pipelines this one is built from, by PaddleX's names (GeneralOCR, ...).
+    SubPipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     Serving: ServingSettings = Field(default_factory=ServingSettings)
     source: str = ""
 
@@ -211,15 +221,117 @@ def _from_beta_form(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _with_sub_pipelines(data: dict[str, Any], source: str, base: Path | None) -> dict[str, Any]:
+    """Read each ``SubPipelines`` entry given by ``pipeline_config_path`` (as PaddleX does), recursively."""
+    subs = data.get("SubPipelines")
+    if not subs:
+        return data
+    if not isinstance(subs, dict):
+        raise ConfigError(f"{source}: SubPipelines must be a mapping of names to pipeline configs")
+    resolved: dict[str, Any] = {}
+    for name, sub in subs.items():
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{source}: SubPipelines.{name} must be a mapping")
+        path = sub.get("pipeline_config_path")
+        if path:
+            if base is not None and not Path(path).is_absolute() and (base / path).exists():
+                path = str(base / path)
+            sub_data, sub_source = _read_yaml(str(path))
+            sub_data = {**sub_data, **{k: v for k, v in sub.items() if k != "pipeline_config_path"}}
+        else:
+            sub_data, sub_source = sub, f"{source} SubPipelines.{name}"
+        sub_base = Path(sub_source).parent if Path(sub_source).is_file() else base
+        resolved[name] = {**_with_sub_pipelines(sub_data, sub_source, sub_base), "source": sub_source}
+    return {**data, "SubPipelines": resolved}
+
+
 def load_pipeline_config(name_or_path: str) -> PipelineConfig:
     data, source = _read_yaml(name_or_path)
     if "pipeline_name" not in data and "Global" in data:
         data = _from_beta_form(data)
+    if "pipelines" in data and "pipeline_name" not in data:
+        raise ConfigError(f"{source} is a serving config (it lists pipelines): pass it as --pipeline alone")
+    base = Path(source).parent if Path(source).is_file() else None
+    data = _with_sub_pipelines(data, source, base)
     try:
         config = PipelineConfig.model_validate({**data, "source": source})
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
     return config
+
+
+# Serving keys that shape the engine, one value per server (see the module docstring).
+ENGINE_KEYS = (
+    "instances_per_device", "cpu_threads", "max_batch_size", "max_queue_delay_ms",
+    "worker_stall_timeout_s", "max_worker_memory_mb", "max_result_mb", "api_keys",
+    "auth_health", "auth_metrics", "request_ring_mb", "response_ring_mb",
+)  # fmt: skip
+
+
+class ServerConfig(BaseModel):
+    """What one server serves: its pipelines, in order, and the engine's settings."""
+
+    pipelines: list[PipelineConfig]
+    # The engine-wide values of ENGINE_KEYS; the size limits it must fit
+    # (bodies, pixels, deadlines) are the largest any pipeline allows.
+    engine: ServingSettings
+    source: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return [p.pipeline_name for p in self.pipelines]
+
+
+def load_server_config(names_or_paths: list[str]) -> ServerConfig:
+    """``--pipeline`` given once or more: pipeline configs, or one serving config listing them."""
+    if not names_or_paths:
+        raise ConfigError("--pipeline is required (a name such as image_classification, or a YAML path)")
+    engine_source: ServingSettings | None = None
+    pipelines: list[PipelineConfig] = []
+    for item in names_or_paths:
+        data, source = _read_yaml(item)
+        if "pipelines" not in data or "pipeline_name" in data:
+            pipelines.append(load_pipeline_config(item))
+            continue
+        if len(names_or_paths) > 1:
+            raise ConfigError(
+                f"{source} is a serving config (it lists pipelines): pass it as --pipeline alone"
+            )
+        listed = data.get("pipelines")
+        if not isinstance(listed, list) or not listed or not all(isinstance(x, str) for x in listed):
+            raise ConfigError(f"{source}: pipelines must be a list of pipeline names or YAML paths")
+        base = Path(source).parent
+        pipelines = [load_pipeline_config(str(base / x) if (base / x).is_file() else x) for x in listed]
+        try:
+            engine_source = ServingSettings.model_validate(data.get("Serving") or {})
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: Serving.{describe_validation_error(exc)}") from None
+    base_serving = engine_source or pipelines[0].Serving
+    if engine_source is None:
+        _warn_engine_keys_ignored(pipelines)
+    widest = {
+        "max_body_mb": max(p.Serving.max_body_mb for p in pipelines),
+        "max_pixels": max(p.Serving.max_pixels for p in pipelines),
+        "request_timeout_s": max(p.Serving.request_timeout_s for p in pipelines),
+    }
+    engine = base_serving.model_copy(update=widest)
+    return ServerConfig(pipelines=pipelines, engine=engine, source=", ".join(names_or_paths))
+
+
+def _warn_engine_keys_ignored(pipelines: list[PipelineConfig]) -> None:
+    import logging
+
+    first = pipelines[0]
+    for other in pipelines[1:]:
+        for key in ENGINE_KEYS:
+            if key in other.Serving.model_fields_set and getattr(other.Serving, key) != getattr(
+                first.Serving, key
+            ):
+                logging.getLogger("pxserve").warning(
+                    "%s sets Serving.%s, an engine-wide setting; the first pipeline's (%s) applies "
+                    "to every pipeline (use a serving config to set it once)",
+                    other.source, key, getattr(first.Serving, key),
+                )  # fmt: skip
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -3,9 +3,11 @@
 Exactly two messages cross the process boundary through the rings, and
 both are framed here so neither side invents its own encoding:
 
-* :class:`Task` (front -> worker): a request id, the pipeline stage to run
-  (empty for single-stage pipelines), small JSON parameters, and a payload
-  (the encoded file's bytes), copied into the ring as it is.
+* :class:`Task` (front -> worker): a request id, the served pipeline it
+  belongs to (one server serves several), the stage to run (empty for a
+  pipeline's first stage; ``"<sub-pipeline>/<stage>"`` for a sub-pipeline's,
+  see shared/stages.py), small JSON parameters, and a payload (the encoded
+  file's bytes), copied into the ring as it is.
 * :class:`Outcome` (worker -> front): the same id, an HTTP-style status and a
   body. With status 200 the body is the JSON ``result`` object; otherwise it
   is a UTF-8 error message for the envelope's ``errorMsg``.
@@ -13,8 +15,9 @@ both are framed here so neither side invents its own encoding:
 A stage may answer with a :class:`FanOut` instead of a result (status
 ``FAN_OUT``): child tasks that can run on any worker, and the task that
 continues once all of them have answered, with their results in its
-``params["children"]``. The front's engine client runs them; this is how one
-request's pages or text lines spread over every worker.
+``params["children"]``. The front's engine client runs them, in the pipeline
+of the task that fanned out; this is how one request's pages or text lines
+spread over every worker.
 
 An outcome larger than what one ring record can carry travels as several
 records: ``PARTIAL`` pieces, then the last piece with the real status
@@ -35,8 +38,8 @@ from typing import Any
 
 import orjson
 
-# request_id u64, flags u16, stage length u16, params length u32, payload length u32
-_TASK_HEADER = struct.Struct("<QHHII")
+# request_id u64, flags u16, pipeline length u16, stage length u16, params length u32, payload length u32
+_TASK_HEADER = struct.Struct("<QHHHII")
 _SOLO = 0x1
 _LENGTH = struct.Struct("<I")
 # Outcome statuses that are not HTTP statuses; they never reach a client.
@@ -68,39 +71,48 @@ class Task:
     # Run in a batch of its own: set on a retry after a worker crashed, so a
     # second crash blames this task and not whatever it was batched with.
     solo: bool = False
+    pipeline: str = ""  # the served pipeline's name (the engine sets it)
 
     def frame(self) -> tuple[bytes, bytes, bytes | memoryview]:
         """The parts of one ring record, without joining the payload bytes."""
-        stage = self.stage.encode()
+        pipeline, stage = self.pipeline.encode(), self.stage.encode()
         params = orjson.dumps(self.params)
         flags = _SOLO if self.solo else 0
-        header = _TASK_HEADER.pack(self.request_id, flags, len(stage), len(params), len(self.image))
-        return header + stage, params, self.image
+        header = _TASK_HEADER.pack(
+            self.request_id, flags, len(pipeline), len(stage), len(params), len(self.image)
+        )
+        return header + pipeline + stage, params, self.image
 
     @classmethod
     def parse(cls, record: bytes | memoryview) -> Task:
-        request_id, flags, stage_len, params_len, image_len = _TASK_HEADER.unpack_from(record, 0)
+        request_id, flags, pipeline_len, stage_len, params_len, image_len = _TASK_HEADER.unpack_from(
+            record, 0
+        )
         start = _TASK_HEADER.size
+        pipeline = bytes(record[start : start + pipeline_len]).decode()
+        start += pipeline_len
         stage = bytes(record[start : start + stage_len]).decode()
         start += stage_len
         params = orjson.loads(record[start : start + params_len])
         image_start = start + params_len
         image = memoryview(record)[image_start : image_start + image_len]
-        return cls(request_id, params, image, stage, bool(flags & _SOLO))
+        return cls(request_id, params, image, stage, bool(flags & _SOLO), pipeline)
 
     def with_id(self, request_id: int, solo: bool = False) -> Task:
-        return Task(request_id, self.params, self.image, self.stage, solo)
+        return Task(request_id, self.params, self.image, self.stage, solo, self.pipeline)
 
-    def inheriting(self, payload: bytes | memoryview) -> Task:
-        """This task, with ``payload`` if it asked for its parent's."""
-        if self.image is PARENT_PAYLOAD:
-            return Task(self.request_id, self.params, payload, self.stage)
-        return self
+    def in_pipeline(self, pipeline: str) -> Task:
+        return Task(self.request_id, self.params, self.image, self.stage, self.solo, pipeline)
+
+    def child_of(self, parent: Task) -> Task:
+        """This fan-out task, run in its parent's pipeline, on its parent's payload if it asked for it."""
+        payload = parent.image if self.image is PARENT_PAYLOAD else self.image
+        return Task(self.request_id, self.params, payload, self.stage, False, parent.pipeline)
 
     def with_children(self, results: list[bytes]) -> Task:
         """This continuation with its children's JSON results (not re-encoded)."""
         params = {**self.params, "children": [orjson.Fragment(r) for r in results]}
-        return Task(self.request_id, params, self.image, self.stage)
+        return Task(self.request_id, params, self.image, self.stage, False, self.pipeline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +141,7 @@ class FanOut:
             offset += _LENGTH.size + 1
             task = Task.parse(bytes(view[offset : offset + length]))
             if inherits:
-                task = Task(task.request_id, task.params, PARENT_PAYLOAD, task.stage)
+                task = Task(task.request_id, task.params, PARENT_PAYLOAD, task.stage, False, task.pipeline)
             tasks.append(task)
             offset += length
         return cls(tasks[:-1], tasks[-1])

@@ -74,10 +74,16 @@ def children_of(pid: int) -> list[int]:
 
 
 def metric(server: Server, name: str) -> float:
-    """One sample of /metrics, by its name and labels (0 when it has none yet)."""
+    """One sample of /metrics, by its name and labels (0 when it has none yet).
+
+    A name without labels sums the samples of every label set (every pipeline).
+    """
     text = requests.get(f"{server.url}/metrics", timeout=5).text
-    found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+    if "{" in name:
+        found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+    values = re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, re.MULTILINE)
+    return sum(float(v) for v in values)
 
 
 def send_whole(port: int, path: str, payload: dict[str, Any]) -> socket.socket:

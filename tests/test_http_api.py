@@ -164,8 +164,9 @@ def test_concurrent_requests_each_get_their_own_answer_and_are_batched(server: S
     sizes = [int(n) for n in re.findall(r"batch size (\d+)", server.logs())]  # --log-level DEBUG
     assert sizes and max(sizes) > 1, "concurrent requests were never merged into a batch"
     batches = metric_samples(server, "pxserve_batch_size")
-    assert batches["pxserve_batch_size_sum"] >= 96
-    assert batches["pxserve_batch_size_count"] < batches["pxserve_batch_size_sum"]  # mean size > 1
+    tasks = batches["pxserve_batch_size_sum,pipeline=image_classification"]
+    assert tasks >= 96
+    assert batches["pxserve_batch_size_count,pipeline=image_classification"] < tasks  # mean size > 1
 
 
 def metric_samples(server: Server, family: str) -> dict[str, float]:
@@ -185,8 +186,9 @@ def test_metrics_count_requests_by_route_and_status(server: Server) -> None:
     server.classify({"image": "bad base64!"})
     server.classify({"image": image_b64(solid(COLORS["red"]))})
     counted = metric_samples(server, "pxserve_requests")
-    assert counted["pxserve_requests_total,route=/image-classification,status=422"] >= 1
-    assert counted["pxserve_requests_total,route=/image-classification,status=200"] >= 1
+    route = "pxserve_requests_total,pipeline=image_classification,route=/image-classification"
+    assert counted[f"{route},status=422"] >= 1
+    assert counted[f"{route},status=200"] >= 1
     assert metric_samples(server, "pxserve_workers_ready")["pxserve_workers_ready"] == 2
 
 

@@ -128,7 +128,7 @@ def test_one_pages_lines_spread_over_the_workers(server: Server) -> None:
 
     def batches() -> float:
         text = requests.get(f"{server.url}/metrics", timeout=10).text
-        return float(re.search(r"^pxserve_batch_size_count (\S+)$", text, re.M).group(1))
+        return float(re.search(r'^pxserve_batch_size_count\{pipeline="OCR"\} (\S+)$', text, re.M).group(1))
 
     before = batches()
     response = ocr(server, {"file": b64_file(DATA / "page_top.jpg"), "useTextlineOrientation": False})

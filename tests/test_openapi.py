@@ -26,20 +26,26 @@ def server(tiny_model_dir: Path, work_dir: Path) -> Server:
     stop_and_check_clean(running)
 
 
-def test_document_covers_exactly_the_served_routes() -> None:
-    pipeline = get_pipeline(load_pipeline_config("image_classification"))
-    app = create_app(pipeline, engine=None, telemetry=Metrics())  # type: ignore[arg-type]
+@pytest.mark.parametrize("names", [["image_classification"], ["image_classification", "OCR"]])
+def test_document_covers_exactly_the_served_routes(names: list[str]) -> None:
+    pipelines = [get_pipeline(load_pipeline_config(name)) for name in names]
+    serving = pipelines[0].config.Serving
+    app = create_app(pipelines, serving, engine=None, telemetry=Metrics())  # type: ignore[arg-type]
     served = {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
         if route.method != "HEAD"
     }
-    document = openapi_document(pipeline, pipeline.config.Serving, secured=False)
+    document = openapi_document(pipelines, serving, secured=False)
     documented = {(method, path) for path, item in document["paths"].items() for method in item}
     assert served == documented
-    secured = openapi_document(pipeline, pipeline.config.Serving, secured=True)
+    assert {p.route for p in pipelines} <= {path for _, path in documented}
+    secured = openapi_document(pipelines, serving, secured=True)
     assert secured["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    assert "401" in secured["paths"]["/image-classification"]["post"]["responses"]
+    for pipeline in pipelines:
+        assert "401" in secured["paths"][pipeline.route]["post"]["responses"]
+        ref = secured["paths"][pipeline.route]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert ref["$ref"].rsplit("/", 1)[1] in secured["components"]["schemas"]
     assert "401" not in secured["paths"]["/health"]["get"]["responses"]  # open by default
 
 

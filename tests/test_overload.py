@@ -10,7 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import requests
-from conftest import file_b64, image_b64, solid, start_server, stop_and_check_clean, wait_until, write_config
+from conftest import (
+    file_b64,
+    image_b64,
+    metric,
+    solid,
+    start_server,
+    stop_and_check_clean,
+    wait_until,
+    write_config,
+)
 from PIL import Image
 
 
@@ -97,14 +106,12 @@ def test_slow_uploads_hold_a_place_only_until_the_deadline(tiny_model_dir: Path,
         response = requests.post(classify, json=red, timeout=10)
         assert response.status_code == 200 and response.json()["result"]["categories"][0]["name"] == "red"
         # A client that hangs up mid-body frees its place too.
-        metrics = f"{server.url}/metrics"
-        depth = lambda: requests.get(metrics, timeout=5).text  # noqa: E731
         quitter = open_slow_upload(server.port)
-        wait_until(lambda: "pxserve_queue_depth 1.0" in depth(), 10, "the upload to be admitted")
+        wait_until(lambda: metric(server, "pxserve_queue_depth") == 1, 10, "the upload to be admitted")
         quitter.close()
         hung_up = '"POST /image-classification" 499'  # nginx's "client closed request", in the access log
         wait_until(lambda: hung_up in server.logs(), 10, "the hang-up to be noticed")
-        wait_until(lambda: "pxserve_queue_depth 0.0" in depth(), 10, "its place to be given back")
+        wait_until(lambda: metric(server, "pxserve_queue_depth") == 0, 10, "its place to be given back")
         assert "Traceback" not in server.logs()
     finally:
         stop_and_check_clean(server)

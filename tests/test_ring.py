@@ -163,8 +163,12 @@ def test_a_fan_out_round_trips_and_children_can_take_the_parents_payload() -> No
     decoded = FanOut.decode(outcome.body)
     assert [c.stage for c in decoded.children] == ["page", "lines"]
     assert decoded.children[0].image is PARENT_PAYLOAD
-    assert decoded.children[0].inheriting(b"%PDF-1.4 the file").image == b"%PDF-1.4 the file"
-    assert bytes(decoded.children[1].inheriting(b"ignored").image) == b"\x00crops"
+    parent = Task(7, {}, b"%PDF-1.4 the file", "pdf", pipeline="OCR")
+    first, second = (child.child_of(parent) for child in decoded.children)
+    assert first.image == b"%PDF-1.4 the file"
+    assert bytes(second.image) == b"\x00crops"
+    assert first.pipeline == second.pipeline == "OCR"  # children run in their parent's pipeline
+    assert Task.parse(b"".join(first.frame())).pipeline == "OCR"
     assert decoded.then.params == {"data_info": {"numPages": 2}}
     joined = decoded.then.with_children([b'{"a":1}', b"[2]"])
     assert Task.parse(b"".join(joined.frame())).params["children"] == [{"a": 1}, [2]]

@@ -1,15 +1,23 @@
 """The worker process: take tasks from its ring, batch, run, answer.
 
-One worker serves one device. It blocks in ``select`` on its doorbell when
-idle (no spinning; it wakes only to beat its heartbeat), merges whatever is
-waiting into a batch of at most ``max_batch_size`` (waiting up to
-``max_queue_delay`` for more when the batch is not full), and writes one
-outcome per task to its response ring, in pieces when it is larger than one
-ring record. Tasks the front has cancelled (shared/task_boards.py) are
-skipped, and a task marked ``solo`` runs in a batch of its own.
+One worker serves one device, and every pipeline the server serves: it
+holds all their models (a model two pipelines name with the same directory
+and engine is loaded once), so no core idles while one pipeline is busy.
+
+It blocks in ``select`` on its doorbell when idle (no spinning; it wakes
+only to beat its heartbeat), reads whatever is waiting into one queue per
+pipeline (workers/task_queues.py), and takes a batch of at most
+``max_batch_size`` tasks of one pipeline, the pipelines in turn (waiting up
+to ``max_queue_delay`` for more when the batch is not full). Between the
+model calls of a long batch (runners call ``beat``) it runs one batch of
+another pipeline that has work waiting, so a flood on OCR delays a
+classification request by about one OCR model call, not by OCR's queue.
+Outcomes go to the response ring, in pieces when larger than one ring
+record. Tasks the front has cancelled (shared/task_boards.py) are skipped,
+and a task marked ``solo`` runs in a batch of its own.
 
 The front stops a worker by closing the request doorbell: the worker sees
-end-of-file, finishes the batch in hand and exits. If the front dies, the
+end-of-file, finishes what it holds and exits. If the front dies, the
 same end-of-file arrives, so no worker outlives it.
 """
 
@@ -23,7 +31,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pxserve.shared.allocator import return_free_heap, return_large_buffers_to_the_os
 from pxserve.shared.config import PipelineConfig
@@ -33,6 +41,10 @@ from pxserve.shared.logs import quiet_engine_logs
 from pxserve.shared.messages import Outcome, Task, WorkerEvent
 from pxserve.shared.ring import Doorbell, Ring, RingFullError
 from pxserve.shared.task_boards import CancelBoard, InHandBoard
+from pxserve.workers.task_queues import TaskQueues
+
+if TYPE_CHECKING:
+    from pxserve.shared.pipelines import Runner
 
 log = logging.getLogger("pxserve.worker")
 
@@ -41,10 +53,16 @@ log = logging.getLogger("pxserve.worker")
 class ModelSpec:
     """One of the pipeline's models: where it is and which engine runs it."""
 
-    key: str  # its SubModules key
+    key: str  # its SubModules key, namespaced for a sub-pipeline's ("GeneralOCR/TextDetection")
     model_dir: str
     engine: str  # "paddle", "onnxruntime" or "tensorrt"
     onnx_path: str | None = None
+    pipeline: str = ""  # the served pipeline that needs it
+
+    @property
+    def identity(self) -> tuple[str, str, str | None]:
+        """Models with the same identity are loaded once per worker, whoever needs them."""
+        return (os.path.realpath(self.model_dir), self.engine, self.onnx_path)
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,7 @@ class WorkerSpec:
 
     index: int
     device: Device
-    config: PipelineConfig
+    pipelines: tuple[PipelineConfig, ...]  # every served pipeline, in the server's order
     models: tuple[ModelSpec, ...]
     cpu_threads: int
     max_batch_size: int
@@ -62,6 +80,7 @@ class WorkerSpec:
     response_ring: str
     max_result_bytes: int = 256 << 20
     workers: int = 1  # how many workers serve this pipeline (how wide a fan-out can usefully go)
+    max_pixels: int = 64_000_000  # the most any pipeline allows; a backstop for Pillow
     heartbeat_interval_s: float = 1.0
     log_level: str = "INFO"
 
@@ -79,7 +98,7 @@ def _prepare_process(spec: WorkerSpec) -> None:
     quiet_engine_logs()
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = spec.config.Serving.max_pixels  # the front checked; this is a backstop
+    Image.MAX_IMAGE_PIXELS = spec.max_pixels  # the front checked; this is a backstop
     logging.basicConfig(
         level=spec.log_level,
         format=f"%(asctime)s %(levelname)s [worker {spec.index} {spec.device}] %(message)s",
@@ -109,7 +128,7 @@ class Worker:
         in_hand: InHandBoard,
     ) -> None:
         from pxserve.shared.model_dir import ModelDir
-        from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
+        from pxserve.shared.pipelines import LoadedModel, RunnerContext, build_runner, get_pipeline
         from pxserve.workers.backends import BackendOptions, MeteredBackend, create_backend
 
         self.spec = spec
@@ -121,18 +140,24 @@ class Worker:
         self.heartbeat = heartbeat  # shared double the front's watchdog reads
         self.cancels = cancels
         self.in_hand = in_hand  # what we are running, for the front to read if we crash
-        self._held: Task | None = None  # a solo task met while gathering: the next batch
         self.backends: list[MeteredBackend] = []
-        models: dict[str, LoadedModel] = {}
-        for ref in spec.models:
-            model = ModelDir.load(ref.model_dir)
-            options = BackendOptions(spec.device, spec.cpu_threads, ref.engine, ref.onnx_path)
-            backend = MeteredBackend(create_backend(model, options), model.model_name)
-            log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
-            self.backends.append(backend)
-            models[ref.key] = LoadedModel(model, backend, spec.device)
-        context = RunnerContext(spec.workers, self.beat, self.cancels.is_cancelled)
-        self.runner = get_pipeline(spec.config).create_runner(models, context)
+        loaded: dict[tuple[str, str, str | None], LoadedModel] = {}
+        context = RunnerContext(spec.workers, self.checkpoint, self.cancels.is_cancelled)
+        self.runners: dict[str, Runner] = {}
+        for config in spec.pipelines:
+            models: dict[str, LoadedModel] = {}
+            for ref in (m for m in spec.models if m.pipeline == config.pipeline_name):
+                if ref.identity not in loaded:
+                    model = ModelDir.load(ref.model_dir)
+                    options = BackendOptions(spec.device, spec.cpu_threads, ref.engine, ref.onnx_path)
+                    backend = MeteredBackend(create_backend(model, options), model.model_name)
+                    log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
+                    self.backends.append(backend)
+                    loaded[ref.identity] = LoadedModel(model, backend, spec.device)
+                models[ref.key] = loaded[ref.identity]
+            self.runners[config.pipeline_name] = build_runner(get_pipeline(config), models, context)
+        self.queues = TaskQueues(list(self.runners))
+        self.running: list[tuple[str, list[int]]] = []  # (pipeline, task ids): the batch, and one inside it
         self.front_alive = True
 
     def beat(self) -> None:
@@ -146,17 +171,14 @@ class Worker:
         now rather than on a client's request, and a model that loads but
         cannot run stops the server at startup instead of failing every request.
         """
+        from pxserve.shared.pipelines import warm_up
+
         probe = _probe_image()
-        for size in dict.fromkeys((self.spec.max_batch_size, 1)):
-            outcomes = self.runner.run([Task(0, {}, probe)] * size)
-            failed = next((o for o in outcomes if not o.ok), None)
-            if failed is not None:
-                raise RuntimeError(
-                    f"warm-up inference on a test image failed: {failed.message} (see the warning above)"
-                )
-        warm_up = getattr(self.runner, "warm_up", None)
-        if warm_up is not None:
-            warm_up()  # models a blank probe image never reaches (a recognizer after a detector)
+        for name, runner in self.runners.items():
+            try:
+                warm_up(runner, probe, sorted({self.spec.max_batch_size, 1}, reverse=True))
+            except RuntimeError as exc:
+                raise RuntimeError(f"pipeline {name}: {exc}") from None
         for backend in self.backends:
             backend.take_batch_sizes()
 
@@ -166,41 +188,50 @@ class Worker:
         if readable and not self.bell.drain():
             self.front_alive = False
 
-    def next_batch(self) -> list[Task]:
-        """Block until at least one task is waiting, then gather a batch.
+    def read_ring(self) -> None:
+        """Move every task waiting in the ring into its pipeline's queue."""
+        while (record := self.requests.get()) is not None:
+            task = Task.parse(record)
+            if not self.queues.add(task):
+                self.answer([Outcome.failure(task.request_id, 500, f"no pipeline {task.pipeline!r} here")])
 
-        A ``solo`` task is a batch by itself: it ends the batch being
-        gathered and waits for the next call.
+    def next_batch(self) -> tuple[str, list[Task]]:
+        """Block until a task is waiting, then gather a batch of its pipeline (the pipelines in turn).
+
+        Returns ("", []) once the front has closed the doorbell and nothing is left.
         """
-        batch: list[Task] = []
-        deadline: float | None = None
-        if self._held is not None:
-            batch, self._held = [self._held], None
-            return batch
-        while len(batch) < self.spec.max_batch_size:
+        while True:
             self.beat()
-            record = self.requests.get()
-            if record is not None:
-                task = Task.parse(record)
-                if task.solo:
-                    if not batch:
-                        return [task]
-                    self._held = task
-                    break
-                batch.append(task)
-                if deadline is None:
-                    deadline = time.monotonic() + self.spec.max_queue_delay_s
-                continue
+            self.read_ring()
+            pipeline = self.queues.next_pipeline()
+            if pipeline is not None:
+                break
             if not self.front_alive:
-                break
-            if not batch:
-                self._wait(self.spec.heartbeat_interval_s)
-                continue
-            remaining = deadline - time.monotonic() if deadline is not None else 0.0
-            if remaining <= 0:
-                break
+                return "", []
+            self._wait(self.spec.heartbeat_interval_s)
+        deadline = time.monotonic() + self.spec.max_queue_delay_s
+        while (
+            self.front_alive
+            and self.queues.waiting(pipeline) < self.spec.max_batch_size
+            and not self.queues.head_is_solo(pipeline)
+            and (remaining := deadline - time.monotonic()) > 0
+        ):
             self._wait(remaining)
-        return batch
+            self.read_ring()
+        return pipeline, self.queues.take(pipeline, self.spec.max_batch_size)
+
+    def checkpoint(self) -> None:
+        """Between a batch's model calls: beat, and run one waiting batch of another pipeline.
+
+        Only one level deep: a batch run here does not run others inside it.
+        """
+        self.beat()
+        if len(self.running) != 1:
+            return
+        self.read_ring()
+        other = self.queues.next_pipeline(besides=self.running[0][0])
+        if other is not None:
+            self.run_batch(other, self.queues.take(other, self.spec.max_batch_size))
 
     def answer(self, outcomes: list[Outcome]) -> None:
         """Write each outcome; one larger than a ring record goes in pieces."""
@@ -246,33 +277,41 @@ class Worker:
             self.answer([Outcome.dropped(t.request_id) for t, c in zip(batch, cancelled, strict=True) if c])
         return [t for t, c in zip(batch, cancelled, strict=True) if not c]
 
+    def run_batch(self, pipeline: str, batch: list[Task]) -> None:
+        """Run one batch of one pipeline and answer every task in it."""
+        batch = self.skip_cancelled(batch)
+        if not batch:
+            return
+        started = time.perf_counter()
+        self.running.append((pipeline, [t.request_id for t in batch]))
+        self.in_hand.hold([i for _, ids in self.running for i in ids])
+        try:
+            outcomes = self.runners[pipeline].run(batch)
+        except Exception:
+            log.exception("%s: batch of %d failed", pipeline, len(batch))
+            outcomes = [Outcome.failure(t.request_id, 500, "inference failed") for t in batch]
+        seconds = time.perf_counter() - started
+        log.debug("%s: batch size %d in %.1f ms", pipeline, len(batch), seconds * 1e3)
+        self.answer(outcomes)
+        self.running.pop()
+        self.in_hand.hold([i for _, ids in self.running for i in ids])
+        del outcomes
+        if not self.running:
+            return_free_heap()
+        stats = {
+            "pipeline": pipeline,
+            "size": len(batch),
+            "seconds": seconds,
+            "models": {b.model_name: b.take_batch_sizes() for b in self.backends},
+        }
+        self.status.send(WorkerEvent("batch", self.spec.index, stats=stats))
+
     def serve(self) -> None:
         while True:
-            batch = self.next_batch()
+            pipeline, batch = self.next_batch()
             if not batch:
-                return  # front closed our doorbell: shut down
-            batch = self.skip_cancelled(batch)
-            if not batch:
-                continue
-            started = time.perf_counter()
-            self.in_hand.hold([t.request_id for t in batch])
-            try:
-                outcomes = self.runner.run(batch)
-            except Exception:
-                log.exception("batch of %d failed", len(batch))
-                outcomes = [Outcome.failure(t.request_id, 500, "inference failed") for t in batch]
-            seconds = time.perf_counter() - started
-            log.debug("batch size %d in %.1f ms", len(batch), seconds * 1e3)
-            self.answer(outcomes)
-            self.in_hand.clear()
-            del outcomes
-            return_free_heap()
-            stats = {
-                "size": len(batch),
-                "seconds": seconds,
-                "models": {b.model_name: b.take_batch_sizes() for b in self.backends},
-            }
-            self.status.send(WorkerEvent("batch", self.spec.index, stats=stats))
+                return  # front closed our doorbell and nothing is left: shut down
+            self.run_batch(pipeline, batch)
 
 
 def _probe_image() -> bytes:

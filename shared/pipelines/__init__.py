@@ -11,9 +11,21 @@ own backend, and the runner gets them by key. A runner may split its work
 into stages and fan out (see shared/messages.py); the engine needs to know
 nothing about which.
 
+Pipelines built from pipelines: a config's ``SubPipelines`` (PaddleX's
+form) become :attr:`Pipeline.sub_pipelines`, each a whole pipeline with its
+own models and settings, living under a namespace (its SubPipelines name).
+Its models are keyed ``"<name>/<key>"`` and its stages ``"<name>/<stage>"``,
+so two OCR sub-pipelines with different models sit side by side.
+:func:`build_runner` gives each one its own runner and routes each task of a
+batch to the runner whose namespace its stage names; a parent uses a
+sub-pipeline's stages by fanning out to them (``stage_name`` in
+:class:`RunnerContext` qualifies a name).
+
 Adding a pipeline means adding ``shared/pipelines/<name>.py`` (the module
 name is ``pipeline_name`` in lower case), its worker-side code under
 ``workers/`` and ``configs/<pipeline_name>.yaml``; nothing else changes.
+A pipeline from another package registers its module under the entry-point
+group ``pxserve.pipelines`` (name: its ``pipeline_name``).
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -30,7 +43,7 @@ from pydantic import BaseModel
 
 from pxserve.shared.config import ConfigError, ModelSettings, PipelineConfig
 from pxserve.shared.image_input import ImageLoader
-from pxserve.shared.messages import Outcome, Task
+from pxserve.shared.messages import FAN_OUT, Outcome, Task
 
 if TYPE_CHECKING:
     from pxserve.shared.devices import Device
@@ -44,18 +57,31 @@ class Runner(Protocol):
     def run(self, tasks: list[Task]) -> list[Outcome]: ...
 
 
+NAMESPACE_SEPARATOR = "/"
+
+
 @dataclass(frozen=True)
 class RunnerContext:
     """What a worker tells its runner besides the models."""
 
     workers: int = 1  # how many workers serve the pipeline: how wide a fan-out usefully goes
-    # Call during long batches (a PDF's pages): the supervisor replaces a
-    # worker that has not beaten for worker_stall_timeout_s.
+    # Call between a long batch's model calls (a page's detection, a group of
+    # lines): it beats the heartbeat the supervisor watches, and it is where
+    # the worker lets other pipelines' waiting work run (fair sharing).
     beat: Callable[[], None] = lambda: None
     # Whether a task (by request_id) was abandoned since the batch began: a
     # runner with several steps skips what nobody waits for any more, and
     # answers it with Outcome.dropped.
     cancelled: Callable[[int], bool] = lambda request_id: False
+    namespace: str = ""  # "" for a served pipeline; its SubPipelines name (path) for a sub-pipeline
+
+    def stage_name(self, stage: str) -> str:
+        """The name a task must carry to reach ``stage`` of this runner (for fan-out)."""
+        return f"{self.namespace}{NAMESPACE_SEPARATOR}{stage}" if self.namespace else stage
+
+    def inside(self, name: str) -> RunnerContext:
+        """The context of sub-pipeline ``name``."""
+        return RunnerContext(self.workers, self.beat, self.cancelled, self.stage_name(name))
 
 
 @dataclass(frozen=True)
@@ -82,10 +108,26 @@ class Pipeline(ABC):
         self.config = config
         if self.sub_module:
             self.model_settings: ModelSettings = config.sub_module(self.sub_module)
+        self.sub_pipelines: dict[str, Pipeline] = {
+            name: get_pipeline(sub) for name, sub in config.SubPipelines.items()
+        }
 
     def model_keys(self) -> list[str]:
         """The SubModules this configuration needs loaded (a single one by default)."""
         return [self.sub_module]
+
+    def all_models(self) -> list[tuple[str, Pipeline, str]]:
+        """(namespaced key, owning pipeline, own key) of its models and its sub-pipelines'."""
+        found = [(key, self, key) for key in self.model_keys()]
+        for name, sub in self.sub_pipelines.items():
+            found += [(f"{name}{NAMESPACE_SEPARATOR}{k}", owner, own) for k, owner, own in sub.all_models()]
+        return found
+
+    def check_all(self) -> None:
+        """:meth:`check_startup` of this pipeline and of every sub-pipeline."""
+        self.check_startup()
+        for sub in self.sub_pipelines.values():
+            sub.check_all()
 
     def model_source(self, key: str | None = None) -> tuple[str, Path | None]:
         """(model name, directory); directory None means an embedded model to build."""
@@ -114,22 +156,109 @@ class Pipeline(ABC):
         """Worker-side: build what turns batches into outcomes, from the loaded models by key."""
 
 
+class ComposedRunner:
+    """A pipeline's runner and its sub-pipelines' runners, as one.
+
+    Each task goes to the runner whose namespace its stage names (the
+    longest match); each runner sees only its own tasks, with the namespace
+    taken off, so a sub-pipeline's runner is exactly the one it has when
+    served alone. Outcomes come back in the batch's order.
+    """
+
+    def __init__(self, own: Runner, subs: dict[str, Runner]) -> None:
+        self.own = own
+        self.subs = subs  # namespace -> runner (itself composed if it has sub-pipelines)
+
+    def _route(self, stage: str) -> tuple[Runner, str]:
+        name, sep, rest = stage.partition(NAMESPACE_SEPARATOR)
+        if sep and name in self.subs:
+            return self.subs[name], rest
+        return self.own, stage
+
+    def run(self, tasks: list[Task]) -> list[Outcome]:
+        parts: dict[int, tuple[Runner, list[Task]]] = {}
+        for task in tasks:
+            runner, stage = self._route(task.stage)
+            local = Task(task.request_id, task.params, task.image, stage, task.solo)
+            parts.setdefault(id(runner), (runner, []))[1].append(local)
+        by_id: dict[int, Outcome] = {}
+        for runner, part in parts.values():
+            for outcome in runner.run(part):
+                by_id[outcome.request_id] = outcome
+        return [by_id[t.request_id] for t in tasks if t.request_id in by_id]
+
+
+def warm_up(runner: Runner, probe: bytes, sizes: list[int]) -> None:
+    """Run a probe image through a runner (and each part of a composed one) at each batch size.
+
+    A runner's first stage must take an image with no parameters; a fan-out
+    counts as success. Then its own ``warm_up()``, if it has one, for models
+    a blank image never reaches (a recognizer after a detector).
+    """
+    if isinstance(runner, ComposedRunner):
+        for part in (runner.own, *runner.subs.values()):
+            warm_up(part, probe, sizes)
+        return
+    for size in sizes:
+        outcomes = runner.run([Task(i + 1, {}, probe) for i in range(size)])
+        failed = next((o for o in outcomes if o.status not in (200, FAN_OUT)), None)
+        if failed is not None:
+            raise RuntimeError(
+                f"warm-up inference on a test image failed: {failed.message} (see the warning above)"
+            )
+    own_warm_up = getattr(runner, "warm_up", None)
+    if own_warm_up is not None:
+        own_warm_up()
+
+
+def build_runner(pipeline: Pipeline, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
+    """Worker-side: the runner of ``pipeline`` and, composed with it, its sub-pipelines'.
+
+    ``models`` holds every namespaced key of :meth:`Pipeline.all_models`.
+    """
+    own = pipeline.create_runner({k: m for k, m in models.items() if NAMESPACE_SEPARATOR not in k}, context)
+    if not pipeline.sub_pipelines:
+        return own
+    subs = {}
+    for name, sub in pipeline.sub_pipelines.items():
+        prefix = f"{name}{NAMESPACE_SEPARATOR}"
+        sub_models = {k[len(prefix) :]: m for k, m in models.items() if k.startswith(prefix)}
+        subs[name] = build_runner(sub, sub_models, context.inside(name))
+    return ComposedRunner(own, subs)
+
+
+ENTRY_POINT_GROUP = "pxserve.pipelines"
+
+
 def _modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
+def _plugins() -> dict[str, metadata.EntryPoint]:
+    """Pipelines other packages register (entry-point group ``pxserve.pipelines``), by lower-case name."""
+    return {ep.name.lower(): ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def available() -> list[str]:
     """The pipeline names pxserve serves, as PaddleX spells them."""
-    return sorted(importlib.import_module(f"{__name__}.{m}").PIPELINE.name for m in _modules())
+    built_in = [importlib.import_module(f"{__name__}.{m}").PIPELINE.name for m in _modules()]
+    return sorted({*built_in, *(ep.name for ep in _plugins().values())})
+
+
+def pipeline_class(name: str, source: str = "") -> type[Pipeline]:
+    """The Pipeline subclass for a ``pipeline_name``: built in, or from a plugin package."""
+    module_name = name.lower()
+    if module_name in _modules():
+        return importlib.import_module(f"{__name__}.{module_name}").PIPELINE
+    plugin = _plugins().get(module_name)
+    if plugin is not None:
+        loaded = plugin.load()
+        return getattr(loaded, "PIPELINE", loaded)
+    raise ConfigError(
+        f"{source}: pipeline_name {name!r} is not served by pxserve (available: {', '.join(available())})"
+    )
 
 
 def get_pipeline(config: PipelineConfig) -> Pipeline:
-    """Instantiate the pipeline that a config names."""
-    name = config.pipeline_name
-    module_name = name.lower()
-    if module_name not in _modules():
-        raise ConfigError(
-            f"{config.source}: pipeline_name {name!r} is not served by pxserve "
-            f"(available: {', '.join(available())})"
-        )
-    return importlib.import_module(f"{__name__}.{module_name}").PIPELINE(config)
+    """Instantiate the pipeline that a config names (and the sub-pipelines it lists)."""
+    return pipeline_class(config.pipeline_name, config.source)(config)

@@ -51,6 +51,37 @@ class OcrRequest(BaseModel):
     visualize: StrictBool | None = None
 
 
+class DetectionOverrides(BaseModel):
+    """A request's detection settings; what it leaves out comes from the config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit_side_len: int | None = None
+    limit_type: str | None = None
+    thresh: float | None = None
+    max_side_limit: int | None = None
+    box_thresh: float | None = None
+    unclip_ratio: float | None = None
+
+
+class OcrParams(BaseModel):
+    """Parameters of the OCR stages that read an input (image, pdf, page): one request's settings.
+
+    Built by :meth:`Ocr.parse`, or by a pipeline that uses OCR as a
+    sub-pipeline; None means "as the (sub-)pipeline's config says".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    det: DetectionOverrides = Field(default_factory=DetectionOverrides)
+    orientation: bool | None = None
+    score_thresh: float | None = None
+    word_box: bool | None = None
+    visualize: bool | None = None
+    max_pages: int | None = None  # pdf: pages to read (the config's max_pdf_pages when None)
+    page: int | None = None  # page: which page of the PDF payload
+
+
 class TextDetParams(BaseModel):
     limit_side_len: int
     limit_type: str
@@ -180,30 +211,28 @@ class Ocr(Pipeline):
             check_image(data, self.config.Serving, "file")
         elif not is_pdf:
             raise invalid("file", "fileType is 0 (PDF) but the file is not a PDF (no %PDF- header)")
-        params = self._params(request)
+        params = self.params_of(request)
         if file_type == 0:
-            return Task(0, {**params, "max_pages": self.max_pdf_pages}, data, "pdf")
-        return Task(0, params, data, "image")
+            params.max_pages = self.max_pdf_pages
+            return Task(0, params.model_dump(exclude_none=True), data, "pdf")
+        return Task(0, params.model_dump(exclude_none=True), data, "image")
 
-    def _params(self, request: OcrRequest) -> dict[str, Any]:
+    @staticmethod
+    def params_of(request: OcrRequest) -> OcrParams:
         """The request's settings; what it leaves out the worker takes from the config."""
-        det = {
-            "limit_side_len": request.textDetLimitSideLen,
-            "limit_type": request.textDetLimitType,
-            "thresh": request.textDetThresh,
-            "box_thresh": request.textDetBoxThresh,
-            "unclip_ratio": request.textDetUnclipRatio,
-        }
-        params: dict[str, Any] = {"det": {k: v for k, v in det.items() if v is not None}}
-        for name, value in (
-            ("orientation", request.useTextlineOrientation),
-            ("score_thresh", request.textRecScoreThresh),
-            ("word_box", request.returnWordBox),
-            ("visualize", request.visualize),
-        ):
-            if value is not None:
-                params[name] = value
-        return params
+        return OcrParams(
+            det=DetectionOverrides(
+                limit_side_len=request.textDetLimitSideLen,
+                limit_type=request.textDetLimitType,
+                thresh=request.textDetThresh,
+                box_thresh=request.textDetBoxThresh,
+                unclip_ratio=request.textDetUnclipRatio,
+            ),
+            orientation=request.useTextlineOrientation,
+            score_thresh=request.textRecScoreThresh,
+            word_box=request.returnWordBox,
+            visualize=request.visualize,
+        )
 
     def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
         from pxserve.workers.ocr.runner import OcrRunner

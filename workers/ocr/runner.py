@@ -1,6 +1,7 @@
 """The OCR runner: the worker-side stages of PaddleX's OCR pipeline.
 
-Stages (a task's ``stage``; see shared/messages.py for fan-out):
+Its stages (``STAGES`` at the bottom, each with its parameters' type; see
+shared/stages.py, and shared/messages.py for fan-out):
 
 * ``image`` -- decode, detect, crop the lines; read them here, or fan them
   out to every worker as ``lines`` tasks and finish in ``assemble``.
@@ -9,6 +10,11 @@ Stages (a task's ``stage``; see shared/messages.py for fan-out):
 * ``page`` -- render one page, then as ``image``.
 * ``lines`` -- orientation + recognition of a group of line crops.
 * ``assemble`` / ``document`` -- put the children's answers together.
+
+Another pipeline uses OCR as a sub-pipeline by fanning out to these stages
+(``STAGES["image"].task(OcrParams(...), payload, context.stage_name)``);
+the runner's own fan-outs carry its namespace, so two OCR sub-pipelines
+with different models never read each other's lines.
 
 Detections of one batch that share an input size run as one detector call,
 up to ``DETECTION_BATCH_PIXELS`` (small photos batch; pages of a PDF run one
@@ -34,10 +40,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from pxserve.shared.errors import RequestError
 from pxserve.shared.messages import PARENT_PAYLOAD, FanOut, Outcome, Task
 from pxserve.shared.pipelines import LoadedModel, RunnerContext
+from pxserve.shared.pipelines.ocr import OcrParams
+from pxserve.shared.stages import Stage, StageError, StageTable
 from pxserve.workers.ocr import detection, lines, pdf, visualize
 from pxserve.workers.ocr.detection import DetectionParams
 
@@ -83,15 +92,46 @@ class Options:
     visualize: bool
 
     @classmethod
-    def of(cls, params: dict[str, Any], defaults: OcrDefaults) -> Options:
-        det = {**defaults.det.__dict__, **(params.get("det") or {})}
+    def of(cls, params: OcrParams, defaults: OcrDefaults) -> Options:
+        det = {**defaults.det.__dict__, **params.det.model_dump(exclude_none=True)}
+
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
         return cls(
             det=DetectionParams(**det),
-            use_textline_orientation=bool(params.get("orientation", defaults.use_textline_orientation)),
-            text_rec_score_thresh=float(params.get("score_thresh", defaults.text_rec_score_thresh)),
-            return_word_box=bool(params.get("word_box", defaults.return_word_box)),
-            visualize=bool(params.get("visualize", defaults.visualize)),
+            use_textline_orientation=bool(pick(params.orientation, defaults.use_textline_orientation)),
+            text_rec_score_thresh=float(pick(params.score_thresh, defaults.text_rec_score_thresh)),
+            return_word_box=bool(pick(params.word_box, defaults.return_word_box)),
+            visualize=bool(pick(params.visualize, defaults.visualize)),
         )
+
+
+class LinesParams(BaseModel):
+    """A group of one page's line crops (the payload: their pixels, one after another)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int]  # each line's index on its page
+    shapes: list[tuple[int, int]]  # (height, width) of each crop
+    widths: list[int]  # the width PaddleX pads each line to
+    orientation: bool
+    word_box: bool = False
+
+
+class AssembleParams(OcrParams):
+    """A page whose lines were read elsewhere: its boxes, and the groups' answers."""
+
+    polys: list[list[list[int]]]
+    data_info: dict[str, Any] | None = None  # set for a whole-image request
+    children: list[dict[str, Any]] = []  # LinesAnswer of each group, filled in by the engine
+
+
+class DocumentParams(BaseModel):
+    """A PDF whose pages were read: its dataInfo, and each page's result."""
+
+    data_info: dict[str, Any]
+    children: list[dict[str, Any]] = []
 
 
 @dataclass
@@ -103,6 +143,7 @@ class Page:
     image: np.ndarray  # BGR
     options: Options
     data_info: dict[str, Any] | None  # set for a whole-image request (wrap the result)
+    params: OcrParams  # as the task asked (handed on to a fan-out's continuation)
     polys: list[np.ndarray] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)
 
@@ -127,6 +168,7 @@ class LineGroup:
 class OcrRunner:
     def __init__(self, models: dict[str, LoadedModel], defaults: OcrDefaults, context: RunnerContext) -> None:
         self.defaults = defaults
+        self.stage_name = context.stage_name  # our namespace, for the tasks we fan out
         self.workers = context.workers
         self.beat = context.beat
         self.cancelled = context.cancelled
@@ -166,23 +208,20 @@ class OcrRunner:
         groups: list[LineGroup] = []
         for slot, task in enumerate(tasks):
             try:
-                stage = task.stage or "image"
-                if stage == "image":
-                    pages.append(self._image_page(slot, task))
-                elif stage == "page":
-                    pages.append(self._pdf_page(slot, task))
-                elif stage == "pdf":
-                    outcomes[slot] = self._split_pdf(task)
-                elif stage == "lines":
-                    groups.append(self._line_group(slot, task))
-                elif stage == "assemble":
-                    outcomes[slot] = Outcome.success(task.request_id, self._assemble(task))
-                elif stage == "document":
-                    outcomes[slot] = Outcome.success(task.request_id, self._document(task))
-                else:
-                    outcomes[slot] = Outcome.failure(task.request_id, 500, f"unknown OCR stage {stage!r}")
+                stage = STAGES[task.stage]
+                item = stage.handler(self, slot, task, stage.read(task))
             except RequestError as exc:  # the file cannot be read (PdfError among them)
-                outcomes[slot] = Outcome.failure(task.request_id, exc.status, exc.message)
+                item = Outcome.failure(task.request_id, exc.status, exc.message)
+            except StageError as exc:
+                item = Outcome.failure(task.request_id, 500, f"OCR: {exc}")
+            if isinstance(item, Page):
+                pages.append(item)
+            elif isinstance(item, LineGroup):
+                groups.append(item)
+            elif isinstance(item, dict):
+                outcomes[slot] = Outcome.success(task.request_id, item)
+            else:
+                outcomes[slot] = item
         self._detect(pages)
         fan_out = len(pages) < self.workers
         local: list[tuple[Page, LineGroup]] = []
@@ -238,44 +277,45 @@ class OcrRunner:
         return lines.padded_widths(crops, self.defaults.rec_batch_size, self.rec_height, self.rec_width)
 
     # -- inputs --------------------------------------------------------------
-    def _image_page(self, slot: int, task: Task) -> Page:
+    def image_page(self, slot: int, task: Task, params: OcrParams) -> Page:
         image = decode_bgr(task.image)
         height, width = image.shape[:2]
         info = {"width": width, "height": height, "type": "image"}
-        return Page(slot, task, image, Options.of(task.params, self.defaults), info)
+        return Page(slot, task, image, Options.of(params, self.defaults), info, params)
 
-    def _pdf_page(self, slot: int, task: Task) -> Page:
+    def pdf_page(self, slot: int, task: Task, params: OcrParams) -> Page:
         document = pdf.open_pdf(task.image)
         try:
-            image = pdf.render_page(document, int(task.params["page"]), self.page_limits)
+            image = pdf.render_page(document, int(params.page or 0), self.page_limits)
         finally:
             document.close()
-        return Page(slot, task, image, Options.of(task.params, self.defaults), None)
+        return Page(slot, task, image, Options.of(params, self.defaults), None, params)
 
-    def _split_pdf(self, task: Task) -> Outcome:
+    def split_pdf(self, slot: int, task: Task, params: OcrParams) -> Outcome:
         """Check the whole file, then one ``page`` task per page for any worker."""
         document = pdf.open_pdf(task.image)
         try:
-            count = pdf.page_count(document, int(task.params.get("max_pages", self.defaults.max_pdf_pages)))
+            count = pdf.page_count(document, params.max_pages or self.defaults.max_pdf_pages)
             sizes = pdf.page_sizes(document, count, self.page_limits)
         finally:
             document.close()
-        children = [Task(0, {**task.params, "page": index}, PARENT_PAYLOAD, "page") for index in range(count)]
+        page = STAGES["page"]
+        children = [
+            page.task(params.model_copy(update={"page": i}), PARENT_PAYLOAD, self.stage_name)
+            for i in range(count)
+        ]
         info = {"numPages": count, "pages": [{"width": w, "height": h} for w, h in sizes], "type": "pdf"}
-        return Outcome.fan_out(
-            task.request_id, FanOut(children, Task(0, {"data_info": info}, b"", "document"))
-        )
+        then = STAGES["document"].task(DocumentParams(data_info=info), b"", self.stage_name)
+        return Outcome.fan_out(task.request_id, FanOut(children, then))
 
-    def _line_group(self, slot: int, task: Task) -> LineGroup:
+    def line_group(self, slot: int, task: Task, params: LinesParams) -> LineGroup:
         crops, offset = [], 0
         payload = task.image
-        for height, width in task.params["shapes"]:
+        for height, width in params.shapes:
             size = height * width * 3
             crops.append(np.frombuffer(payload[offset : offset + size], np.uint8).reshape(height, width, 3))
             offset += size
-        params = task.params
-        orientation, word_box = bool(params["orientation"]), bool(params.get("word_box"))
-        return LineGroup(slot, crops, list(params["ids"]), orientation, list(params["widths"]), word_box)
+        return LineGroup(slot, crops, params.ids, params.orientation, params.widths, params.word_box)
 
     # -- detection -----------------------------------------------------------
     def _detect(self, pages: list[Page]) -> None:
@@ -315,26 +355,26 @@ class OcrRunner:
         children = []
         for ids in assigned:
             crops = [page.crops[i] for i in ids]
-            params = {
-                "ids": ids,
-                "shapes": [list(c.shape[:2]) for c in crops],
-                "widths": [widths[i] for i in ids],
-                "orientation": page.options.use_textline_orientation,
-                "word_box": page.options.return_word_box,
-            }
-            children.append(Task(0, params, b"".join(c.tobytes() for c in crops), "lines"))
-        params = {
-            **page.task.params,
-            "polys": [p.tolist() for p in page.polys],
-            "data_info": page.data_info,
-        }
+            params = LinesParams(
+                ids=ids,
+                shapes=[c.shape[:2] for c in crops],
+                widths=[widths[i] for i in ids],
+                orientation=page.options.use_textline_orientation,
+                word_box=page.options.return_word_box,
+            )
+            children.append(
+                STAGES["lines"].task(params, b"".join(c.tobytes() for c in crops), self.stage_name)
+            )
+        then = AssembleParams(
+            **page.params.model_dump(), polys=[p.tolist() for p in page.polys], data_info=page.data_info
+        )
         if not page.options.visualize:
             source: bytes = b""
         elif page.data_info is not None:
             source = PARENT_PAYLOAD  # an image request: its own file
         else:
             source = _encode_jpeg(page.image)  # a PDF page: the page as rendered
-        return FanOut(children, Task(0, params, source, "assemble"))
+        return FanOut(children, STAGES["assemble"].task(then, source, self.stage_name))
 
     # -- orientation and recognition -------------------------------------------
     def _read(self, groups: list[LineGroup]) -> None:
@@ -408,9 +448,9 @@ class OcrRunner:
         return lines.flip_decisions(probabilities, owners, len(crops), self.flip_index)
 
     # -- results ---------------------------------------------------------------
-    def _assemble(self, task: Task) -> dict[str, Any]:
-        options = Options.of(task.params, self.defaults)
-        polys = [np.asarray(p, dtype=np.int32) for p in task.params["polys"]]
+    def assemble(self, slot: int, task: Task, params: AssembleParams) -> dict[str, Any]:
+        options = Options.of(params, self.defaults)
+        polys = [np.asarray(p, dtype=np.int32) for p in params.polys]
         groups = [
             LineGroup(
                 0,
@@ -422,13 +462,13 @@ class OcrRunner:
                 angles=c["angles"],
                 words=c.get("words") or [],
             )
-            for c in task.params["children"]
+            for c in params.children
         ]
         image = decode_bgr(task.image) if options.visualize and len(task.image) else None
-        return self._page_result(options, polys, groups, image, task.params.get("data_info"))
+        return self._page_result(options, polys, groups, image, params.data_info)
 
-    def _document(self, task: Task) -> dict[str, Any]:
-        return {"ocrResults": list(task.params["children"]), "dataInfo": task.params["data_info"]}
+    def document(self, slot: int, task: Task, params: DocumentParams) -> dict[str, Any]:
+        return {"ocrResults": params.children, "dataInfo": params.data_info}
 
     def _page_result(
         self,
@@ -525,3 +565,13 @@ def parse_scale(value: Any) -> float:
         numerator, _, denominator = value.partition("/")
         return float(numerator) / float(denominator or 1)
     return float(value)
+
+
+STAGES = StageTable(  # the first is what a task with no stage runs
+    Stage("image", OcrParams, "decode an image, detect and crop its lines, read them", OcrRunner.image_page),
+    Stage("pdf", OcrParams, "check a PDF, fan out its pages, then the document", OcrRunner.split_pdf),
+    Stage("page", OcrParams, "render one page of the PDF payload, then as image", OcrRunner.pdf_page),
+    Stage("lines", LinesParams, "orientation and recognition of a group of line crops", OcrRunner.line_group),
+    Stage("assemble", AssembleParams, "one page's result from its line groups' answers", OcrRunner.assemble),
+    Stage("document", DocumentParams, "a PDF's result from its pages' results", OcrRunner.document),
+)

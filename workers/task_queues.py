@@ -1,0 +1,64 @@
+"""The tasks a worker has read from its ring, one queue per pipeline.
+
+A worker reads every record waiting in its ring into these queues at once,
+so a classification task is seen even when it arrived behind a page of OCR
+work, and takes its next batch from the pipelines in turn (round-robin).
+Between the model calls of a long batch the worker runs one batch of
+another pipeline that has work waiting (see worker.py), so a light stream
+on one pipeline waits about one model call of another, never its queue.
+
+The front sends a worker at most ``2 * max_batch_size`` tasks per pipeline
+(frontend/engine_client.py), which bounds what these queues hold.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from pxserve.shared.messages import Task
+
+
+class TaskQueues:
+    def __init__(self, pipelines: list[str]) -> None:
+        self._queues: dict[str, deque[Task]] = {name: deque() for name in pipelines}
+        self._order = list(pipelines)
+        self._turn = 0  # index into _order of the pipeline served next
+
+    def add(self, task: Task) -> bool:
+        """Queue a task; False if it names a pipeline this worker does not serve."""
+        queue = self._queues.get(task.pipeline)
+        if queue is None:
+            return False
+        queue.append(task)
+        return True
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def waiting(self, pipeline: str) -> int:
+        return len(self._queues[pipeline])
+
+    def next_pipeline(self, besides: str | None = None) -> str | None:
+        """The next pipeline in turn with work waiting (not ``besides``), and advance the turn."""
+        count = len(self._order)
+        for step in range(count):
+            index = (self._turn + step) % count
+            name = self._order[index]
+            if name != besides and self._queues[name]:
+                self._turn = (index + 1) % count
+                return name
+        return None
+
+    def head_is_solo(self, pipeline: str) -> bool:
+        queue = self._queues[pipeline]
+        return bool(queue) and queue[0].solo
+
+    def take(self, pipeline: str, max_size: int) -> list[Task]:
+        """Up to ``max_size`` tasks of one pipeline; a ``solo`` task is a batch by itself."""
+        queue = self._queues[pipeline]
+        if queue and queue[0].solo:
+            return [queue.popleft()]
+        batch: list[Task] = []
+        while queue and len(batch) < max_size and not queue[0].solo:
+            batch.append(queue.popleft())
+        return batch
