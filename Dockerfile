@@ -36,16 +36,16 @@ print(c['options']['install_requires'])" > /tmp/requirements.txt \
             > /opt/pxserve/nvidia-libs.conf; \
     else : > /opt/pxserve/nvidia-libs.conf; fi
 
-# Then the source (see .dockerignore), the package, and the embedded default
-# models with their ONNX conversions, built once here so the image starts
-# without writing anything. One step: every layer costs a copy on some drivers.
+# Then the source (see .dockerignore), the package, and every shipped
+# pipeline's embedded models with their ONNX conversions (--pipeline all: a
+# new pipeline needs no line here), built once so the image starts without
+# writing anything. One step: every layer costs a copy on some drivers.
 ENV PXSERVE_CACHE_DIR=/opt/pxserve/cache
 COPY . /src
 RUN pip install --no-deps /src \
     && rm -rf /src \
-    && pxserve --prepare --pipeline image_classification \
-    && pxserve --prepare --pipeline image_classification --use_hpip \
-    && pxserve --prepare --pipeline OCR --use_hpip \
+    && pxserve --prepare --pipeline all \
+    && pxserve --prepare --pipeline all --use_hpip \
     && find /opt/pxserve -name __pycache__ -prune -exec rm -rf {} + \
     && chmod -R a+rX /opt/pxserve
 

@@ -83,7 +83,7 @@ class Progress:
 
 
 async def _batch_stats(session: aiohttp.ClientSession, url: str) -> tuple[float, float] | None:
-    """(sum, count) of pxserve's batch-size histogram, if the server has one."""
+    """(sum, count) of pxserve's batch-size histogram (all pipelines), if the server has one."""
     try:
         async with session.get(f"{url}/metrics") as response:
             if response.status != 200:
@@ -91,11 +91,11 @@ async def _batch_stats(session: aiohttp.ClientSession, url: str) -> tuple[float,
             text = await response.text()
     except aiohttp.ClientError:
         return None
-    values = {}
+    values: dict[str, float] = {}
     for line in text.splitlines():
         for name in ("pxserve_batch_size_sum", "pxserve_batch_size_count"):
-            if line.startswith(name + " "):
-                values[name] = float(line.split()[1])
+            if line.startswith((name + " ", name + "{")):
+                values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     if len(values) != 2:
         return None
     return values["pxserve_batch_size_sum"], values["pxserve_batch_size_count"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pxserve.frontend.placement import plan_workers
 from pxserve.shared.config import ConfigError, ServingSettings, builtin_pipelines, load_pipeline_config
@@ -133,3 +134,79 @@ def test_impossible_ring_budget_is_one_clear_line(tmp_path: Path) -> None:
     result = subprocess.run([*command, "--port", "0"], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "pxserve: error:" in result.stderr and "--shm-size" in result.stderr
+
+
+def test_packaging_finds_every_package_and_data_file_by_itself() -> None:
+    """A new pipeline's modules, weights and config install without editing a list."""
+    import runpy
+
+    root = Path(__file__).parent.parent
+    found: dict = {}
+    import setuptools
+
+    real, setuptools.setup = setuptools.setup, lambda **kw: found.update(kw)
+    try:
+        runpy.run_path(str(root / "setup.py"))
+    finally:
+        setuptools.setup = real
+    folders = {"pxserve": "pxserve", "frontend": "pxserve.frontend", "workers": "pxserve.workers"}
+    folders |= {"shared": "pxserve.shared", "configs": "pxserve.configs"}
+    expected = set()
+    for folder, package in folders.items():
+        for init in (root / folder).rglob("__init__.py"):
+            if "__pycache__" not in init.parts:
+                expected.add(".".join([package, *init.parent.relative_to(root / folder).parts]))
+    assert set(found["packages"]) == expected
+    assert {"pxserve.workers.ocr", "pxserve.shared.pipelines"} <= expected
+    configs = set(found["package_data"]["pxserve.configs"])
+    assert {f"{name}.yaml" for name in builtin_pipelines()} <= configs
+    assert "ocr_weights/rec/ppocr_keys_v1.txt" in found["package_data"]["pxserve.workers"]
+
+
+def test_a_serving_config_lists_pipelines_and_sets_the_engine_once(tmp_path: Path) -> None:
+    from pxserve.shared.config import load_server_config
+
+    ocr = tmp_path / "ocr.yaml"
+    ocr.write_text(
+        yaml.safe_dump({"pipeline_name": "OCR", "Serving": {"max_body_mb": 40, "queue_capacity": 9}})
+    )
+    serving = tmp_path / "serving.yaml"
+    listed = {"pipelines": ["image_classification", "ocr.yaml"], "Serving": {"max_batch_size": 4}}
+    serving.write_text(yaml.safe_dump(listed))
+    config = load_server_config([str(serving)])
+    assert config.names == ["image_classification", "OCR"]
+    assert config.engine.max_batch_size == 4  # engine-wide, from the serving config
+    assert config.engine.max_body_mb == 40  # the largest any pipeline takes: rings must fit it
+    assert config.pipelines[1].Serving.queue_capacity == 9  # each pipeline keeps its own limits
+    with pytest.raises(ConfigError, match="serving config"):
+        load_server_config([str(serving), "OCR"])
+
+
+def test_sub_pipelines_are_read_inline_or_from_a_file_and_namespaced(tmp_path: Path) -> None:
+    sub = tmp_path / "my_ocr.yaml"
+    base = yaml.safe_load((Path(__file__).parent.parent / "configs" / "OCR.yaml").read_text())
+    base["SubModules"]["TextDetection"]["box_thresh"] = 0.7
+    sub.write_text(yaml.safe_dump(base))
+    composed = tmp_path / "composed.yaml"
+    composed.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline_name": "OCR",
+                "SubPipelines": {
+                    "FromFile": {"pipeline_config_path": "my_ocr.yaml", "use_textline_orientation": False},
+                    "Inline": {
+                        "pipeline_name": "image_classification",
+                        "SubModules": {"ImageClassification": {"model_name": "EfficientNet-Lite0"}},
+                    },
+                },
+            }
+        )
+    )
+    config = load_pipeline_config(str(composed))
+    from_file = config.SubPipelines["FromFile"]
+    assert from_file.SubModules["TextDetection"].model_extra["box_thresh"] == 0.7
+    assert from_file.model_extra["use_textline_orientation"] is False  # the override wins
+    pipeline = get_pipeline(config)
+    keys = [key for key, _, _ in pipeline.all_models()]
+    assert "FromFile/TextDetection" in keys and "Inline/ImageClassification" in keys
+    assert "TextDetection" in keys  # the pipeline's own, unprefixed

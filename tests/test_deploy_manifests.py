@@ -262,5 +262,5 @@ def test_the_dockerfile_keeps_its_promises() -> None:
     assert re.search(r"^STOPSIGNAL SIGTERM$", text, re.MULTILINE)
     assert re.search(r"^HEALTHCHECK .*\n?.*/health", text, re.MULTILINE)
     assert re.search(r"^EXPOSE 8080$", text, re.MULTILINE)
-    assert "pxserve --prepare --pipeline image_classification" in text  # models built in
+    assert "pxserve --prepare --pipeline all" in text  # every shipped pipeline's models built in
     assert re.search(r"^ARG BASE_IMAGE=", text, re.MULTILINE) and "ARG VARIANT=cpu" in text

@@ -101,3 +101,43 @@ def build_mismatched(target: Path) -> Path:
     inference["PreProcess"]["transform_ops"][1] = {"CropImage": {"size": INPUT_SIZE - 8}}
     (target / "inference.yml").write_text(yaml.safe_dump(inference, sort_keys=False))
     return target
+
+
+def build_detector(target: Path) -> Path:
+    """A model shaped like PaddleX's detection exports: inputs ``image``,
+    ``im_shape`` and ``scale_factor``; outputs boxes (one row per box:
+    class, score, x1, y1, x2, y2) and the box count per image.
+
+    Each image gets one box, class 0, scored by its mean pixel value, that
+    covers the original image (im_shape / scale_factor), so every output
+    depends on every input.
+    """
+    import paddle
+    from paddle import nn
+
+    class TinyDetector(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            # A weight of 1 (an export needs at least one parameter to write inference.pdiparams).
+            self.gain = self.create_parameter([1], default_initializer=nn.initializer.Constant(1.0))
+
+        def forward(self, image, im_shape, scale_factor):  # type: ignore[no-untyped-def]
+            score = image.mean(axis=[1, 2, 3]).unsqueeze(1) * self.gain
+            size = im_shape / scale_factor  # (h, w) of the original image
+            zeros = paddle.zeros_like(score)
+            boxes = paddle.concat([zeros, score, zeros, zeros, size[:, 1:2], size[:, 0:1]], axis=1)
+            count = paddle.ones_like(score[:, 0]).astype("int32")
+            return boxes, count
+
+    net = TinyDetector()
+    net.eval()
+    target.mkdir(parents=True, exist_ok=True)
+    specs = [
+        paddle.static.InputSpec([None, 3, None, None], "float32", "image"),
+        paddle.static.InputSpec([None, 2], "float32", "im_shape"),
+        paddle.static.InputSpec([None, 2], "float32", "scale_factor"),
+    ]
+    paddle.jit.save(net, str(target / "inference"), input_spec=specs)
+    spec = {"Global": {"model_name": "TinyDetector"}, "PreProcess": {"transform_ops": []}, "PostProcess": {}}
+    (target / "inference.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return target

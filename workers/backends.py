@@ -1,4 +1,7 @@
-"""Inference backends: one batch of float32 NCHW in, the model's first output out.
+"""Inference backends: one batch of float32 NCHW in, the model's first output out
+(:meth:`infer`); or, for models with several inputs and outputs (PaddleX's
+detection exports take ``image``, ``im_shape`` and ``scale_factor`` and
+return boxes and a box count), named inputs in, every output out (:meth:`run`).
 
 Paddle Inference is the default. ``--use_hpip`` selects ONNX Runtime on the
 model converted by paddle2onnx (CUDA on a GPU, optionally TensorRT), under
@@ -54,8 +57,12 @@ class BackendOptions:
 
 class InferenceBackend(Protocol):
     name: str
+    input_names: list[str]
+    output_names: list[str]
 
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
 class MeteredBackend:
@@ -67,9 +74,22 @@ class MeteredBackend:
         self.model_name = model_name
         self.batch_sizes: list[int] = []
 
+    @property
+    def input_names(self) -> list[str]:
+        return self.backend.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.backend.output_names
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         self.batch_sizes.append(int(batch.shape[0]))
         return self.backend.infer(batch)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        first = inputs[self.input_names[0]]
+        self.batch_sizes.append(int(first.shape[0]) if first.ndim else 1)
+        return self.backend.run(inputs)
 
     def take_batch_sizes(self) -> list[int]:
         sizes, self.batch_sizes = self.batch_sizes, []
@@ -114,8 +134,10 @@ class PaddleBackend:
             self._predictor = inference.create_predictor(config)
         except Exception as exc:  # Paddle raises several unrelated types here
             raise BackendError(f"Paddle Inference could not load {model.path}: {exc}") from exc
-        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
-        self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
+        self.input_names = list(self._predictor.get_input_names())
+        self.output_names = list(self._predictor.get_output_names())
+        self._input = self._predictor.get_input_handle(self.input_names[0])
+        self._output = self._predictor.get_output_handle(self.output_names[0])
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         self._input.reshape(list(batch.shape))
@@ -125,6 +147,19 @@ class PaddleBackend:
         if batch.size >= RELEASE_ABOVE_VALUES:
             self._release()
         return output
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every named input (each in the dtype the model takes), every output in the model's order."""
+        _check_inputs(self.input_names, inputs)
+        for name, value in inputs.items():
+            handle = self._predictor.get_input_handle(name)
+            handle.reshape(list(value.shape))
+            handle.copy_from_cpu(np.ascontiguousarray(value))
+        self._predictor.run()
+        outputs = [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
+        if sum(v.size for v in inputs.values()) >= RELEASE_ABOVE_VALUES:
+            self._release()
+        return outputs
 
     def _release(self) -> None:
         """Give back what this call needed: its intermediate tensors, then the pool."""
@@ -156,8 +191,9 @@ class OnnxRuntimeBackend:
         wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
         if wanted not in self._session.get_providers():
             raise BackendError(f"ONNX Runtime could not start {wanted} (is CUDA installed and usable?)")
-        self._input = self._session.get_inputs()[0].name
-        self._output = self._session.get_outputs()[0].name
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        self._input, self._output = self.input_names[0], self.output_names[0]
         # Hand the arena's memory back after each run (CPU arena; a GPU's
         # arena is left as it is: not measured here).
         self._run_options = ort.RunOptions()
@@ -180,6 +216,17 @@ class OnnxRuntimeBackend:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return self._session.run([self._output], {self._input: batch}, self._run_options)[0]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every named input (each in the dtype the model takes), every output in the model's order."""
+        _check_inputs(self.input_names, inputs)
+        feeds = {name: np.ascontiguousarray(value) for name, value in inputs.items()}
+        return list(self._session.run(self.output_names, feeds, self._run_options))
+
+
+def _check_inputs(expected: list[str], inputs: dict[str, np.ndarray]) -> None:
+    if set(inputs) != set(expected):
+        raise BackendError(f"the model takes inputs {expected}, was given {sorted(inputs)}")
 
 
 def create_backend(model: ModelDir, options: BackendOptions) -> InferenceBackend:

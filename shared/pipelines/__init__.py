@@ -15,7 +15,8 @@ Pipelines built from pipelines: a config's ``SubPipelines`` (PaddleX's
 form) become :attr:`Pipeline.sub_pipelines`, each a whole pipeline with its
 own models and settings, living under a namespace (its SubPipelines name).
 Its models are keyed ``"<name>/<key>"`` and its stages ``"<name>/<stage>"``,
-so two OCR sub-pipelines with different models sit side by side.
+so two OCR sub-pipelines with different models sit side by side. It serves
+under its parent's route, so its parent's ``Serving`` limits apply to it.
 :func:`build_runner` gives each one its own runner and routes each task of a
 batch to the runner whose namespace its stage names; a parent uses a
 sub-pipeline's stages by fanning out to them (``stage_name`` in
@@ -108,8 +109,10 @@ class Pipeline(ABC):
         self.config = config
         if self.sub_module:
             self.model_settings: ModelSettings = config.sub_module(self.sub_module)
+        # A sub-pipeline is served under its parent's route and limits: its parent's Serving.
         self.sub_pipelines: dict[str, Pipeline] = {
-            name: get_pipeline(sub) for name, sub in config.SubPipelines.items()
+            name: get_pipeline(sub.model_copy(update={"Serving": config.Serving}))
+            for name, sub in config.SubPipelines.items()
         }
 
     def model_keys(self) -> list[str]:
