@@ -48,6 +48,7 @@ from soak import worker_rss  # noqa: E402
 PHOTO = HERE.parent / "tests" / "data" / "chelsea.jpg"
 OCR_PHOTO = HERE.parent / "tests" / "data" / "ocr" / "page_region.jpg"
 RESULTS = HERE / "results"
+WORK = HERE / ".cache"  # inputs made once, server logs
 
 
 class MemoryWatch:
@@ -87,14 +88,18 @@ def closed(url: str, route: str, body: bytes, clients: int, seconds: float, warm
     return {k: v for k, v in asdict(result).items() if k in ("rps", "p50_ms", "p99_ms", "requests", "errors")}
 
 
-def ocr_batch_seconds(url: str) -> tuple[float, float]:
-    """(sum, count) of OCR's worker batch times so far."""
+def ocr_batch_stats(url: str) -> tuple[float, float, float]:
+    """(worker seconds, batches, tasks) of OCR so far."""
     text = requests.get(f"{url}/metrics", timeout=10).text
-    values = [
-        float(re.search(rf'^pxserve_inference_seconds_{k}{{pipeline="OCR"}} (\S+)$', text, re.M).group(1))
-        for k in ("sum", "count")
-    ]
-    return values[0], values[1]
+
+    def sample(name: str) -> float:
+        return float(re.search(rf'^{name}{{pipeline="OCR"}} (\S+)$', text, re.M).group(1))
+
+    return (
+        sample("pxserve_inference_seconds_sum"),
+        sample("pxserve_inference_seconds_count"),
+        sample("pxserve_batch_size_sum"),
+    )
 
 
 def fairness(url: str, page: Path, seconds: float) -> dict:
@@ -119,7 +124,7 @@ def fairness(url: str, page: Path, seconds: float) -> dict:
     for thread in threads:
         thread.start()
     time.sleep(10)  # let the OCR queue fill
-    before = ocr_batch_seconds(url)
+    before = ocr_batch_stats(url)
     waits = []
     stream_until = time.monotonic() + seconds
     while time.monotonic() < stream_until:
@@ -128,19 +133,21 @@ def fairness(url: str, page: Path, seconds: float) -> dict:
         assert response.status_code == 200, response.text[:200]
         waits.append(time.perf_counter() - started)
         time.sleep(0.5)
-    after = ocr_batch_seconds(url)
+    after = ocr_batch_stats(url)
     for thread in threads:
         thread.join()
     waits.sort()
     return {
         "classification_idle_p50_ms": round(statistics.median(idle) * 1e3, 1),
         "classification_under_flood_ms": {
-            "p50": round(loadgen.percentile(waits, 0.5) * 1e3, 1),
-            "p99": round(loadgen.percentile(waits, 0.99) * 1e3, 1),
+            "p50": round(loadgen.percentile(waits, 50) * 1e3, 1),
+            "p99": round(loadgen.percentile(waits, 99) * 1e3, 1),
             "max": round(waits[-1] * 1e3, 1),
             "requests": len(waits),
         },
+        # A batch holds several tasks (pages, line groups); a task is what a wait is measured against.
         "ocr_mean_batch_ms": round((after[0] - before[0]) / max(after[1] - before[1], 1) * 1e3, 1),
+        "ocr_mean_task_ms": round((after[0] - before[0]) / max(after[2] - before[2], 1) * 1e3, 1),
         "ocr_request_p50_s": round(statistics.median(ocr_latencies), 2),
     }
 
@@ -151,7 +158,8 @@ def main() -> int:
     args = parser.parse_args()
     seconds, warmup = (10.0, 2.0) if args.quick else (30.0, 5.0)
     RESULTS.mkdir(exist_ok=True)
-    page = document_page(RESULTS / "ocr_page.jpg")
+    WORK.mkdir(exist_ok=True)
+    page = document_page(WORK / "a4-150dpi.jpg")
     photo = loadgen.request_body(PHOTO, False)
     ocr_photo = ocr_body(OCR_PHOTO)
     report: dict = {"machine": machine(), "window_s": seconds, "throughput": {}, "memory": {}}
@@ -161,7 +169,7 @@ def main() -> int:
         ("both", ["image_classification", "OCR"]),
     ):
         print(f"server: {label}", file=sys.stderr)
-        process, url = serve(pipelines, RESULTS / "multi_pipeline_server.log")
+        process, url = serve(pipelines, WORK / f"multi-pipeline-{'+'.join(pipelines)}.log")
         watch = MemoryWatch(process.pid)  # type: ignore[attr-defined]
         try:
             runs = {}
@@ -211,7 +219,8 @@ def table(report: dict) -> str:
         f"Classification under an OCR flood (8 clients, A4 pages): p50 {under.get('p50')} ms, "
         f"p99 {under.get('p99')} ms, max {under.get('max')} ms over {under.get('requests')} requests "
         f"(idle p50 {fair.get('classification_idle_p50_ms')} ms); OCR's mean worker batch "
-        f"{fair.get('ocr_mean_batch_ms')} ms; an OCR request's p50 {fair.get('ocr_request_p50_s')} s.",
+        f"{fair.get('ocr_mean_batch_ms')} ms, mean task (a page, a line group) {fair.get('ocr_mean_task_ms')} ms; "
+        f"an OCR request's p50 {fair.get('ocr_request_p50_s')} s.",
     ]
     return "\n".join(rows)
 

@@ -260,7 +260,7 @@ def _seed_pdf() -> bytes:
 def test_mutated_pdfs_open_and_render_or_fail_cleanly(flips: list, cut: int) -> None:
     """Flip bytes and truncate a real PDF: every step a worker runs either works or
     raises PdfError with a 4xx, never anything else."""
-    from pxserve.workers.ocr import pdf
+    from pxserve.workers import pdf_pages as pdf
 
     data = bytearray(_SEED_PDF)
     for position, value in flips:

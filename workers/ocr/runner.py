@@ -47,7 +47,8 @@ from pxserve.shared.messages import PARENT_PAYLOAD, FanOut, Outcome, Task
 from pxserve.shared.pipelines import LoadedModel, RunnerContext
 from pxserve.shared.pipelines.ocr import OcrParams
 from pxserve.shared.stages import Stage, StageError, StageTable
-from pxserve.workers.ocr import detection, lines, pdf, visualize
+from pxserve.workers import pdf_pages as pdf
+from pxserve.workers.ocr import detection, lines, visualize
 from pxserve.workers.ocr.detection import DetectionParams
 
 log = logging.getLogger("pxserve.ocr")
@@ -293,20 +294,15 @@ class OcrRunner:
 
     def split_pdf(self, slot: int, task: Task, params: OcrParams) -> Outcome:
         """Check the whole file, then one ``page`` task per page for any worker."""
-        document = pdf.open_pdf(task.image)
-        try:
-            count = pdf.page_count(document, params.max_pages or self.defaults.max_pdf_pages)
-            sizes = pdf.page_sizes(document, count, self.page_limits)
-        finally:
-            document.close()
-        page = STAGES["page"]
-        children = [
-            page.task(params.model_copy(update={"page": i}), PARENT_PAYLOAD, self.stage_name)
-            for i in range(count)
-        ]
-        info = {"numPages": count, "pages": [{"width": w, "height": h} for w, h in sizes], "type": "pdf"}
-        then = STAGES["document"].task(DocumentParams(data_info=info), b"", self.stage_name)
-        return Outcome.fan_out(task.request_id, FanOut(children, then))
+        return pdf.fan_out_pages(
+            task,
+            params.max_pages or self.defaults.max_pdf_pages,
+            self.page_limits,
+            lambda i: STAGES["page"].task(
+                params.model_copy(update={"page": i}), PARENT_PAYLOAD, self.stage_name
+            ),
+            lambda info: STAGES["document"].task(DocumentParams(data_info=info), b"", self.stage_name),
+        )
 
     def line_group(self, slot: int, task: Task, params: LinesParams) -> LineGroup:
         crops, offset = [], 0

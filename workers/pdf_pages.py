@@ -1,5 +1,11 @@
 """PDF pages as images, rendered in workers at PaddleX's scale (2: 144 dpi).
 
+A building block for every pipeline that takes PDFs: :func:`fan_out_pages`
+checks a whole file and fans it out as one task per page (each runs on the
+PDF payload, on any worker) with a continuation that gets every page's
+result; the pipeline says which of its stages reads a page and which puts
+the document together.
+
 Every failure a hostile or broken file can cause is turned into
 :class:`PdfError` with a message for the client (a 4xx), checked before any
 pixel is rendered: unreadable, encrypted, no pages, a page whose rendering
@@ -10,11 +16,14 @@ outright, the crash takes only this worker, which the supervisor replaces.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pxserve.shared.errors import RequestError
+from pxserve.shared.messages import FanOut, Outcome, Task
 
 RENDER_SCALE = 2.0  # PaddleX renders PDF pages at scale 2 (72 dpi -> 144 dpi)
 POINTS_PER_INCH = 72.0
@@ -109,3 +118,26 @@ def page_sizes(document, count: int, limits: PageLimits) -> list[tuple[int, int]
 def rendered_size(width_pt: float, height_pt: float) -> tuple[int, int]:
     """Pixels pdfium renders a page of this size into at ``RENDER_SCALE`` (it rounds up)."""
     return math.ceil(width_pt * RENDER_SCALE), math.ceil(height_pt * RENDER_SCALE)
+
+
+def fan_out_pages(
+    task: Task,
+    max_pages: int,
+    limits: PageLimits,
+    page_task: Callable[[int], Task],
+    document_task: Callable[[dict[str, Any]], Task],
+) -> Outcome:
+    """Check the PDF in ``task``'s payload, then fan out ``page_task(index)`` for each page read.
+
+    ``document_task(data_info)`` continues with PaddleX's ``dataInfo`` for a
+    PDF (numPages, each page's rendered size); page tasks should carry
+    PARENT_PAYLOAD so the file is not copied back through the rings.
+    """
+    document = open_pdf(task.image)
+    try:
+        count = page_count(document, max_pages)
+        sizes = page_sizes(document, count, limits)
+    finally:
+        document.close()
+    info = {"numPages": count, "pages": [{"width": w, "height": h} for w, h in sizes], "type": "pdf"}
+    return Outcome.fan_out(task.request_id, FanOut([page_task(i) for i in range(count)], document_task(info)))
