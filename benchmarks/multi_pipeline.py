@@ -219,7 +219,8 @@ def table(report: dict) -> str:
         f"Classification under an OCR flood (8 clients, A4 pages): p50 {under.get('p50')} ms, "
         f"p99 {under.get('p99')} ms, max {under.get('max')} ms over {under.get('requests')} requests "
         f"(idle p50 {fair.get('classification_idle_p50_ms')} ms); OCR's mean worker batch "
-        f"{fair.get('ocr_mean_batch_ms')} ms, mean task (a page, a line group) {fair.get('ocr_mean_task_ms')} ms; "
+        f"{fair.get('ocr_mean_batch_ms')} ms, mean task (a page, a line group) "
+        f"{fair.get('ocr_mean_task_ms')} ms; "
         f"an OCR request's p50 {fair.get('ocr_request_p50_s')} s.",
     ]
     return "\n".join(rows)
