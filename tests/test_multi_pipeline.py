@@ -38,12 +38,14 @@ from PIL import Image
 from test_ocr import DATA, assert_reads_like_paddlex, b64, b64_file, page_of, reference, write_ocr_config
 
 SERVING = {"instances_per_device": 2, "cpu_threads": 1}
+FLOOD = 6  # OCR requests in the flood, and OCR's queue_capacity on the two-pipeline server
 
 
 @pytest.fixture(scope="module")
 def two(tiny_model_dir: Path, work_dir: Path) -> Server:
     classify = write_config(work_dir, tiny_model_dir, serving=SERVING)
-    ocr = write_ocr_config(work_dir, {**SERVING, "max_pdf_pages": 2})
+    # OCR's own admission places; the classifier keeps its default (256).
+    ocr = write_ocr_config(work_dir, {**SERVING, "max_pdf_pages": 2, "queue_capacity": FLOOD})
     running = start_server(classify, work_dir, "--pipeline", str(ocr))
     yield running
     stop_and_check_clean(running)
@@ -77,7 +79,7 @@ def test_a_flood_on_ocr_does_not_starve_classification(two: Server) -> None:
     """Classification requests sent while OCR is saturated are answered while OCR is still busy."""
     page = Image.open(DATA / "page_top.jpg")
     document = b64(pdfs.from_images([page, page]))
-    flood, statuses = 6, []
+    flood, statuses = FLOOD, []
 
     def read() -> None:
         response = requests.post(f"{two.url}/ocr", json={"file": document}, timeout=300)
@@ -88,6 +90,8 @@ def test_a_flood_on_ocr_does_not_starve_classification(two: Server) -> None:
         thread.start()
     depth = 'pxserve_queue_depth{pipeline="OCR"}'
     wait_until(lambda: metric(two, depth) == flood, 30, "the OCR flood to be admitted")
+    full = requests.post(f"{two.url}/ocr", json={"file": document}, timeout=30)
+    assert full.status_code == 503  # OCR's places are taken; the classifier's are its own
     waits = []
     for color in ("red", "green", "blue", "red", "green"):
         started = time.monotonic()
