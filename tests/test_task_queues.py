@@ -42,3 +42,13 @@ def test_a_solo_task_is_a_batch_of_its_own_and_unknown_pipelines_are_refused() -
     assert [t.request_id for t in queues.take("OCR", 8)] == [2]
     assert [t.request_id for t in queues.take("OCR", 8)] == [3]
     assert not queues.add(task("table_recognition", 4))
+
+
+def test_the_queues_stop_reading_once_they_hold_a_rings_worth_of_bytes() -> None:
+    queues = TaskQueues(["OCR"], max_bytes=100)
+    queues.add(Task(1, {}, b"x" * 60, "page", False, "OCR"))
+    assert queues.has_room
+    queues.add(Task(2, {}, b"x" * 60, "page", False, "OCR"))
+    assert not queues.has_room and queues.bytes == 120
+    queues.take("OCR", 1)
+    assert queues.has_room and queues.bytes == 60

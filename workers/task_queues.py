@@ -8,7 +8,11 @@ another pipeline that has work waiting (see worker.py), so a light stream
 on one pipeline waits about one model call of another, never its queue.
 
 The front sends a worker at most ``2 * max_batch_size`` tasks per pipeline
-(frontend/engine_client.py), which bounds what these queues hold.
+(frontend/engine_client.py), and the worker reads from its ring only while
+the queues hold fewer bytes than ``max_bytes`` (the ring's size): a copy of
+a record here costs heap, and the pages of a large PDF each carry the file.
+So a worker's queued work costs at most its ring again; behind that much
+work of one pipeline, another's task waits in the ring until it is read.
 """
 
 from __future__ import annotations
@@ -19,10 +23,17 @@ from pxserve.shared.messages import Task
 
 
 class TaskQueues:
-    def __init__(self, pipelines: list[str]) -> None:
+    def __init__(self, pipelines: list[str], max_bytes: int = 1 << 62) -> None:
         self._queues: dict[str, deque[Task]] = {name: deque() for name in pipelines}
         self._order = list(pipelines)
         self._turn = 0  # index into _order of the pipeline served next
+        self.max_bytes = max_bytes
+        self.bytes = 0  # payload bytes queued
+
+    @property
+    def has_room(self) -> bool:
+        """Whether to read more from the ring."""
+        return self.bytes < self.max_bytes
 
     def add(self, task: Task) -> bool:
         """Queue a task; False if it names a pipeline this worker does not serve."""
@@ -30,7 +41,13 @@ class TaskQueues:
         if queue is None:
             return False
         queue.append(task)
+        self.bytes += len(task.image)
         return True
+
+    def _pop(self, queue: deque[Task]) -> Task:
+        task = queue.popleft()
+        self.bytes -= len(task.image)
+        return task
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
@@ -57,8 +74,8 @@ class TaskQueues:
         """Up to ``max_size`` tasks of one pipeline; a ``solo`` task is a batch by itself."""
         queue = self._queues[pipeline]
         if queue and queue[0].solo:
-            return [queue.popleft()]
+            return [self._pop(queue)]
         batch: list[Task] = []
         while queue and len(batch) < max_size and not queue[0].solo:
-            batch.append(queue.popleft())
+            batch.append(self._pop(queue))
         return batch

@@ -156,7 +156,7 @@ class Worker:
                     loaded[ref.identity] = LoadedModel(model, backend, spec.device)
                 models[ref.key] = loaded[ref.identity]
             self.runners[config.pipeline_name] = build_runner(get_pipeline(config), models, context)
-        self.queues = TaskQueues(list(self.runners))
+        self.queues = TaskQueues(list(self.runners), max_bytes=requests.capacity)
         self.running: list[tuple[str, list[int]]] = []  # (pipeline, task ids): the batch, and one inside it
         self.front_alive = True
 
@@ -189,8 +189,8 @@ class Worker:
             self.front_alive = False
 
     def read_ring(self) -> None:
-        """Move every task waiting in the ring into its pipeline's queue."""
-        while (record := self.requests.get()) is not None:
+        """Move the tasks waiting in the ring into their pipelines' queues, while they have room."""
+        while self.queues.has_room and (record := self.requests.get()) is not None:
             task = Task.parse(record)
             if not self.queues.add(task):
                 self.answer([Outcome.failure(task.request_id, 500, f"no pipeline {task.pipeline!r} here")])
