@@ -2,6 +2,7 @@
 
     python benchmarks/multi_pipeline.py            # about 6 minutes on 2 cores
     python benchmarks/multi_pipeline.py --quick    # shorter windows, for a smoke check
+    python benchmarks/multi_pipeline.py --use_hpip # the same with ONNX Runtime
 
 One run, one machine, three servers (default config: every core, one worker
 per core; Paddle Inference; the embedded default models):
@@ -18,7 +19,8 @@ per core; Paddle Inference; the embedded default models):
   (the OCR queue).
 * **memory**: each worker's resident memory, sampled every 0.5 s, per server.
 
-Results: benchmarks/results/multi_pipeline.json and a Markdown table on stdout.
+Results: benchmarks/results/multi_pipeline.json (multi_pipeline-onnxruntime.json
+with --use_hpip) and a Markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ class MemoryWatch:
         }
 
 
-def serve(pipelines: list[str], log: Path) -> tuple[object, str]:
-    command = [sys.executable, "-m", "pxserve", "--serve", "--host", "127.0.0.1", "--device", "cpu"]
+def serve(pipelines: list[str], log: Path, flags: list[str]) -> tuple[object, str]:
+    command = [sys.executable, "-m", "pxserve", "--serve", "--host", "127.0.0.1", "--device", "cpu", *flags]
     for name in pipelines:
         command += ["--pipeline", name]
     return start(command, {}, log)
@@ -155,21 +157,30 @@ def fairness(url: str, page: Path, seconds: float) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--use_hpip", action="store_true", help="serve with ONNX Runtime")
     args = parser.parse_args()
+    flags = ["--use_hpip"] if args.use_hpip else []
     seconds, warmup = (10.0, 2.0) if args.quick else (30.0, 5.0)
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
     page = document_page(WORK / "a4-150dpi.jpg")
     photo = loadgen.request_body(PHOTO, False)
     ocr_photo = ocr_body(OCR_PHOTO)
-    report: dict = {"machine": machine(), "window_s": seconds, "throughput": {}, "memory": {}}
+    engine = "onnxruntime" if args.use_hpip else "paddle"
+    report: dict = {
+        "machine": machine(),
+        "engine": engine,
+        "window_s": seconds,
+        "throughput": {},
+        "memory": {},
+    }
     for label, pipelines in (
         ("image_classification alone", ["image_classification"]),
         ("OCR alone", ["OCR"]),
         ("both", ["image_classification", "OCR"]),
     ):
         print(f"server: {label}", file=sys.stderr)
-        process, url = serve(pipelines, WORK / f"multi-pipeline-{'+'.join(pipelines)}.log")
+        process, url = serve(pipelines, WORK / f"multi-pipeline-{engine}-{'+'.join(pipelines)}.log", flags)
         watch = MemoryWatch(process.pid)  # type: ignore[attr-defined]
         try:
             runs = {}
@@ -194,7 +205,8 @@ def main() -> int:
         ),
         "OCR": round(both["OCR c=4"]["rps"] / report["throughput"]["OCR alone"]["OCR c=4"]["rps"], 3),
     }
-    (RESULTS / "multi_pipeline.json").write_text(json.dumps(report, indent=1))
+    name = "multi_pipeline-onnxruntime.json" if args.use_hpip else "multi_pipeline.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=1))
     print(table(report))
     return 0
 
