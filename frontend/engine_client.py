@@ -26,8 +26,8 @@ the text lines of one page, run on every worker at once, and are batched
 there with other requests' work of the same stage.
 
 Work nobody waits for is dropped. A worker is sent at most
-``2 * max_batch_size`` tasks at a time (one batch running, one waiting), the
-rest wait here; so when a request is abandoned (its client hung up, its
+``2 * max_batch_size`` tasks of a pipeline at a time (one batch running, one
+waiting), the rest wait here; so when a request is abandoned (its client hung up, its
 deadline passed, or one of its sibling tasks failed) its tasks still here are
 never sent, and those a worker holds are named on that worker's cancel board
 (shared/task_boards.py) so it skips them. Its admission place is given back

@@ -18,10 +18,10 @@ work costs at most the step already running.
 The board is a small array of task ids in shared memory, written only by the
 front and read only by the worker: appends go round a circle, so it holds the
 most recent cancellations. A task can only be cancelled while its worker
-holds it, and a worker holds at most ``2 * max_batch_size`` tasks (see
-frontend/engine_client.py), so a circle far larger than that never forgets
-a cancellation that still matters. Aligned 8-byte stores are atomic on every
-platform pxserve runs on, so no lock is needed.
+holds it, and a worker holds at most ``2 * max_batch_size`` tasks of each
+pipeline it serves (see frontend/engine_client.py), so a circle far larger
+than that never forgets a cancellation that still matters. Aligned 8-byte
+stores are atomic on every platform pxserve runs on, so no lock is needed.
 """
 
 from __future__ import annotations
