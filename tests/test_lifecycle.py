@@ -32,10 +32,12 @@ from pxserve.shared.devices import gpu_usable
 RED = image_b64(solid((220, 30, 30)))
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pxserve", *args],
-        capture_output=True, text=True, timeout=120, cwd=cwd, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})},
     )  # fmt: skip
 
 
@@ -97,6 +99,20 @@ def test_prepare_builds_the_onnx_conversion_into_the_cache_and_exits(
     assert again.returncode == 0 and "using the cached ONNX conversion" in again.stderr
     assert "listening" not in first.stderr + again.stderr  # no port, no workers
     assert_one_line_error(run_cli("--prepare", cwd=tmp_path), "--prepare needs --pipeline")
+
+
+@pytest.mark.slow
+def test_prepare_all_builds_every_shipped_pipelines_embedded_models(tmp_path: Path) -> None:
+    """The image's build step names no pipeline: a new one is prepared by itself."""
+    from pxserve.shared.config import builtin_pipelines
+
+    cache = {"PXSERVE_CACHE_DIR": str(tmp_path / "cache")}
+    result = run_cli("--prepare", "--pipeline", "all", cwd=tmp_path, env=cache, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for name in builtin_pipelines():
+        assert f"INFO {name} model " in result.stderr
+    built = {p.name.rsplit("-v", 1)[0] for p in (tmp_path / "cache" / "models").iterdir()}
+    assert {"EfficientNet-Lite0", "PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec"} <= built
 
 
 def test_a_model_that_cannot_load_stops_startup_cleanly(tmp_path: Path, tiny_model_dir: Path) -> None:
