@@ -116,8 +116,9 @@ class Pipeline(ABC):
         }
 
     def model_keys(self) -> list[str]:
-        """The SubModules this configuration needs loaded (a single one by default)."""
-        return [self.sub_module]
+        """The SubModules this configuration needs loaded: ``sub_module``, or none (a pipeline
+        made only of sub-pipelines)."""
+        return [self.sub_module] if self.sub_module else []
 
     def all_models(self) -> list[tuple[str, Pipeline, str]]:
         """(namespaced key, owning pipeline, own key) of its models and its sub-pipelines'."""

@@ -49,9 +49,6 @@ class SideBySide(Pipeline):
     request_model = OcrRequest
     result_model = SideBySideResult
 
-    def model_keys(self) -> list[str]:
-        return []  # only the sub-pipelines hold models
-
     async def parse(self, request: OcrRequest, images: ImageLoader) -> Task:
         first = await self.sub_pipelines["First"].parse(request, images)
         params = BothParams(ocr=OcrParams.model_validate(first.params), stage=first.stage)
