@@ -216,6 +216,10 @@ def test_three_pipelines_share_the_workers_and_models_load_once(three: Server) -
     assert classify(three, "blue").json()["result"]["categories"][0]["name"] == "blue"
     paths = requests.get(f"{three.url}/openapi.json", timeout=5).json()["paths"]
     assert {"/image-classification", "/ocr", "/ocr-side-by-side"} <= set(paths)
+    assert requests.get(f"{three.url}/health", timeout=5).json()["errorMsg"] == "Healthy"
+    metrics = requests.get(f"{three.url}/metrics", timeout=5).text
+    for name in ("image_classification", "OCR", "ocr_side_by_side"):
+        assert f'pxserve_queue_depth{{pipeline="{name}"}}' in metrics
     assert len(three.workers()) == 2
     # OCR and First name the same detector directory: one copy per worker; Second's is its own.
     loads = three.logs().count("loaded PP-OCRv4_mobile_det on cpu")
