@@ -163,10 +163,11 @@ class Pipeline(ABC):
 class ComposedRunner:
     """A pipeline's runner and its sub-pipelines' runners, as one.
 
-    Each task goes to the runner whose namespace its stage names (the
-    longest match); each runner sees only its own tasks, with the namespace
-    taken off, so a sub-pipeline's runner is exactly the one it has when
-    served alone. Outcomes come back in the batch's order.
+    Each task goes to the sub-pipeline its stage's first segment names
+    (``"GeneralOCR/lines"``; a nested one routes the rest again), or to the
+    pipeline's own runner; each runner sees only its own tasks, with the
+    namespace taken off, so a sub-pipeline's runner is exactly the one it
+    has when served alone. Outcomes come back in the batch's order.
     """
 
     def __init__(self, own: Runner, subs: dict[str, Runner]) -> None:
