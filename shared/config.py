@@ -18,6 +18,7 @@ pipeline's own. Validation is pydantic's, so a typo gets a message with its path
 from __future__ import annotations
 
 import ast
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,8 @@ from pydantic import (
     PositiveInt,
     ValidationError,
 )
+
+log = logging.getLogger("pxserve")
 
 Auto = Literal["auto"]
 MiB = 1024 * 1024
@@ -319,15 +322,13 @@ def load_server_config(names_or_paths: list[str]) -> ServerConfig:
 
 
 def _warn_engine_keys_ignored(pipelines: list[PipelineConfig]) -> None:
-    import logging
-
     first = pipelines[0]
     for other in pipelines[1:]:
         for key in ENGINE_KEYS:
             if key in other.Serving.model_fields_set and getattr(other.Serving, key) != getattr(
                 first.Serving, key
             ):
-                logging.getLogger("pxserve").warning(
+                log.warning(
                     "%s sets Serving.%s, an engine-wide setting; the first pipeline's (%s) applies "
                     "to every pipeline (use a serving config to set it once)",
                     other.source, key, getattr(first.Serving, key),

@@ -128,8 +128,9 @@ class Worker:
         in_hand: InHandBoard,
     ) -> None:
         from pxserve.shared.model_dir import ModelDir
-        from pxserve.shared.pipelines import LoadedModel, RunnerContext, build_runner, get_pipeline
+        from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
         from pxserve.workers.backends import BackendOptions, MeteredBackend, create_backend
+        from pxserve.workers.composed_runner import build_runner
 
         self.spec = spec
         self.requests = requests
@@ -171,7 +172,7 @@ class Worker:
         now rather than on a client's request, and a model that loads but
         cannot run stops the server at startup instead of failing every request.
         """
-        from pxserve.shared.pipelines import warm_up
+        from pxserve.workers.composed_runner import warm_up
 
         probe = _probe_image()
         for name, runner in self.runners.items():
@@ -277,6 +278,10 @@ class Worker:
             self.answer([Outcome.dropped(t.request_id) for t, c in zip(batch, cancelled, strict=True) if c])
         return [t for t, c in zip(batch, cancelled, strict=True) if not c]
 
+    def hold_running(self) -> None:
+        """Publish the ids of every batch now running (one, or one inside another) for the front."""
+        self.in_hand.hold([i for _, ids in self.running for i in ids])
+
     def run_batch(self, pipeline: str, batch: list[Task]) -> None:
         """Run one batch of one pipeline and answer every task in it."""
         batch = self.skip_cancelled(batch)
@@ -284,7 +289,7 @@ class Worker:
             return
         started = time.perf_counter()
         self.running.append((pipeline, [t.request_id for t in batch]))
-        self.in_hand.hold([i for _, ids in self.running for i in ids])
+        self.hold_running()
         try:
             outcomes = self.runners[pipeline].run(batch)
         except Exception:
@@ -294,7 +299,7 @@ class Worker:
         log.debug("%s: batch size %d in %.1f ms", pipeline, len(batch), seconds * 1e3)
         self.answer(outcomes)
         self.running.pop()
-        self.in_hand.hold([i for _, ids in self.running for i in ids])
+        self.hold_running()
         del outcomes
         if not self.running:
             return_free_heap()
