@@ -91,13 +91,19 @@ def prepare_models(pipeline: Pipeline, engine: str) -> list[ModelSpec]:
     for key, owner, own_key in pipeline.all_models():
         model = prepare_model(owner, own_key)
         log.info("%s model %s: %s from %s", pipeline.name, key, model.model_name, model.path)
+        runs_on = engine
         if model.program is None and engine == "paddle":
-            raise ConfigError(
-                f"model {model.model_name}: {model.path} holds only inference.onnx, which Paddle "
-                "Inference cannot run; add --use_hpip to serve it with ONNX Runtime"
+            # As PaddleX's high-performance plugin picks a backend per model: a model that
+            # exists only as ONNX runs on ONNX Runtime, beside the Paddle ones.
+            log.info(
+                "%s model %s: %s exists only as inference.onnx; it runs on ONNX Runtime",
+                pipeline.name,
+                key,
+                model.model_name,
             )
-        onnx_path = prepare_onnx(model) if engine != "paddle" else None
-        specs.append(ModelSpec(key, str(model.path), engine, onnx_path, pipeline.name))
+            runs_on = "onnxruntime"
+        onnx_path = prepare_onnx(model) if runs_on != "paddle" else None
+        specs.append(ModelSpec(key, str(model.path), runs_on, onnx_path, pipeline.name))
     return specs
 
 

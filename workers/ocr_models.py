@@ -89,12 +89,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checked(path: Path, expected: str) -> Path:
+def checked(path: Path, expected: str, source: str = WHEEL) -> Path:
     if not path.is_file():
         raise ModelFileError(f"{path} is missing (pxserve's install is incomplete)")
     actual = sha256(path)
     if actual != expected:
-        raise ModelFileError(f"{path} has sha256 {actual[:16]}..., expected {expected[:16]}... ({WHEEL})")
+        raise ModelFileError(f"{path} has sha256 {actual[:16]}..., expected {expected[:16]}... ({source})")
     return path
 
 
@@ -154,14 +154,22 @@ def build(name: str, target: Path) -> Path:
     if name not in MODELS:
         raise ModelFileError(f"{name} is not an embedded OCR model (embedded: {', '.join(MODELS)})")
     folder, _, files = MODELS[name]
+    sources = {f: checked(weights_folder() / folder / f, h) for f, h in files.items()}
+    return install(target, sources, inference_spec(name))
+
+
+def install(target: Path, sources: dict[str, Path], spec: dict[str, Any] | None) -> Path:
+    """Make ``target`` a model directory: the files copied, ``spec`` written as inference.yml
+    (None: one of the files is it), all at once (a half-built directory is never seen)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         staging.chmod(0o755)
-        for filename, expected in files.items():
-            shutil.copyfile(checked(weights_folder() / folder / filename, expected), staging / filename)
-        with (staging / "inference.yml").open("w", encoding="utf-8") as stream:
-            yaml.safe_dump(inference_spec(name), stream, sort_keys=False, allow_unicode=True)
+        for filename, source in sources.items():
+            shutil.copyfile(source, staging / filename)
+        if spec is not None:
+            with (staging / "inference.yml").open("w", encoding="utf-8") as stream:
+                yaml.safe_dump(spec, stream, sort_keys=False, allow_unicode=True)
         try:
             staging.rename(target)
         except OSError:
