@@ -32,6 +32,7 @@ class ImageHeader:
 
 
 Fetcher = Callable[[str], Awaitable[bytes]]
+PDF_MAGIC = b"%PDF-"
 
 
 def is_url(text: str) -> bool:
@@ -111,3 +112,21 @@ class ImageLoader:
         if self.fetch is not None and is_url(text):
             return await self.fetch(text)
         return decode_base64_field(text, field)
+
+    async def read_document(
+        self, value: str, file_type: int | None, field: str = "file"
+    ) -> tuple[bytes, bool]:
+        """An image or PDF field (PaddleX's ``file`` + ``fileType``): its bytes, and whether
+        it is a PDF. ``fileType`` None: told apart by the bytes (or a URL's ``.pdf``)."""
+        data = await self.read(value, field)
+        is_pdf = PDF_MAGIC in data[:1024]
+        if file_type is None:
+            by_name = is_url(value) and value.split("?")[0].lower().endswith(".pdf")
+            file_type = 0 if is_pdf or by_name else 1
+        if file_type == 1:
+            if is_pdf:
+                raise invalid(field, "fileType is 1 (image) but the file is a PDF; send fileType 0")
+            check_image(data, self.limits, field)
+        elif not is_pdf:
+            raise invalid(field, "fileType is 0 (PDF) but the file is not a PDF (no %PDF- header)")
+        return data, file_type == 0

@@ -73,12 +73,11 @@ def build_runner(pipeline: Pipeline, models: dict[str, LoadedModel], context: Ru
 
     ``models`` holds every namespaced key of :meth:`Pipeline.all_models`.
     """
-    own = pipeline.create_runner({k: m for k, m in models.items() if NAMESPACE_SEPARATOR not in k}, context)
-    if not pipeline.sub_pipelines:
-        return own
     subs = {}
     for name, sub in pipeline.sub_pipelines.items():
         prefix = f"{name}{NAMESPACE_SEPARATOR}"
         sub_models = {k[len(prefix) :]: m for k, m in models.items() if k.startswith(prefix)}
         subs[name] = build_runner(sub, sub_models, context.inside(name))
-    return ComposedRunner(own, subs)
+    own_models = {k: m for k, m in models.items() if NAMESPACE_SEPARATOR not in k}
+    own = pipeline.create_runner(own_models, context.with_subs(subs))
+    return ComposedRunner(own, subs) if subs else own

@@ -83,6 +83,15 @@ def render_page(document, index: int, limits: PageLimits) -> np.ndarray:
         page.close()
 
 
+def render_one(data: bytes | memoryview, index: int, limits: PageLimits) -> np.ndarray:
+    """Page ``index`` of the PDF in ``data``, rendered (a ``page`` stage's whole job)."""
+    document = open_pdf(data)
+    try:
+        return render_page(document, index, limits)
+    finally:
+        document.close()
+
+
 def check_page_size(number: int, width_pt: float, height_pt: float, limits: PageLimits) -> tuple[int, int]:
     """The page's rendered size, or PdfError when it has none or would exceed the limits."""
     width, height = rendered_size(width_pt, height_pt)

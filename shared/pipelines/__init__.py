@@ -35,8 +35,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -76,6 +76,9 @@ class RunnerContext:
     # answers it with Outcome.dropped.
     cancelled: Callable[[int], bool] = lambda request_id: False
     namespace: str = ""  # "" for a served pipeline; its SubPipelines name (path) for a sub-pipeline
+    # The sub-pipelines' runners, by SubPipelines name: a runner may call one in-process
+    # (a page turned upright before it is read) instead of fanning out to its stages.
+    subs: Mapping[str, Runner] = field(default_factory=dict)
 
     def stage_name(self, stage: str) -> str:
         """The name a task must carry to reach ``stage`` of this runner (for fan-out)."""
@@ -84,6 +87,9 @@ class RunnerContext:
     def inside(self, name: str) -> RunnerContext:
         """The context of sub-pipeline ``name``."""
         return RunnerContext(self.workers, self.beat, self.cancelled, self.stage_name(name))
+
+    def with_subs(self, subs: Mapping[str, Runner]) -> RunnerContext:
+        return replace(self, subs=subs)
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,12 @@ class Pipeline(ABC):
             f"embedded in pxserve (embedded: {', '.join(self.embedded_models) or 'none'}); "
             f"set SubModules.{key}.model_dir to an exported PaddleX model directory"
         )
+
+    @property
+    def max_pdf_pages(self) -> int:
+        """``Serving.max_pdf_pages``, or PaddleX's own ``Serving.extra.max_num_input_imgs``."""
+        paddlex = self.config.Serving.extra.get("max_num_input_imgs")
+        return int(paddlex) if paddlex else self.config.Serving.max_pdf_pages
 
     def check_startup(self) -> None:
         """Front-side, before any worker starts: refuse settings this pipeline cannot serve."""

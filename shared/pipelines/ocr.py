@@ -19,13 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
-from pxserve.shared.image_input import ImageLoader, check_image, is_url
+from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
 from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+from pxserve.shared.pipelines.doc_preprocessor import SUB_PIPELINE, check_switches
 
 log = logging.getLogger("pxserve.pipelines.ocr")
 
-PDF_MAGIC = b"%PDF-"
 DETECTION, RECOGNITION, ORIENTATION = "TextDetection", "TextRecognition", "TextLineOrientation"
 DETECTION_KEYS = ("limit_side_len", "limit_type", "max_side_limit", "thresh", "box_thresh", "unclip_ratio")
 
@@ -74,6 +74,8 @@ class OcrParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     det: DetectionOverrides = Field(default_factory=DetectionOverrides)
+    doc_orientation: bool | None = None  # useDocOrientationClassify (SubPipelines.DocPreprocessor)
+    doc_unwarping: bool | None = None
     orientation: bool | None = None
     score_thresh: float | None = None
     word_box: bool | None = None
@@ -93,6 +95,9 @@ class TextDetParams(BaseModel):
 
 class PrunedResult(BaseModel):
     model_settings: dict[str, bool]
+    doc_preprocessor_res: dict[str, Any] | None = Field(
+        default=None, description="Present when the page was turned upright first: model_settings, angle"
+    )
     dt_polys: list[list[list[int]]] = Field(description="Detected quadrilaterals, in reading order")
     text_det_params: TextDetParams
     text_type: str
@@ -153,10 +158,9 @@ class Ocr(Pipeline):
             raise ConfigError(
                 f"{self.config.source}: use_textline_orientation is true but SubModules has no {ORIENTATION}"
             )
-        if extra.get("use_doc_preprocessor"):
-            log.warning(
-                "use_doc_preprocessor: pxserve does not serve the document orientation and unwarping "
-                "models; the stage is off, and requests that ask for it get 422"
+        if extra.get("use_doc_preprocessor") and SUB_PIPELINE not in self.sub_pipelines:
+            raise ConfigError(
+                f"{self.config.source}: use_doc_preprocessor is true but SubPipelines has no {SUB_PIPELINE}"
             )
 
     def defaults(self):  # -> pxserve.workers.ocr.runner.OcrDefaults (worker-side type)
@@ -169,6 +173,7 @@ class Ocr(Pipeline):
         det = {k: self._setting(DETECTION, k, getattr(base, k)) for k in DETECTION_KEYS}
         return OcrDefaults(
             det=DetectionParams(**det),
+            use_doc_preprocessor=bool(extra.get("use_doc_preprocessor", False)),
             use_textline_orientation=bool(extra.get("use_textline_orientation", True))
             and self.has_orientation,
             text_rec_score_thresh=float(self._setting(RECOGNITION, "score_thresh", 0.0)),
@@ -180,39 +185,16 @@ class Ocr(Pipeline):
             max_side=serving.max_side,
         )
 
-    @property
-    def max_pdf_pages(self) -> int:
-        """``Serving.max_pdf_pages``, or PaddleX's own ``Serving.extra.max_num_input_imgs``."""
-        paddlex = self.config.Serving.extra.get("max_num_input_imgs")
-        return int(paddlex) if paddlex else self.config.Serving.max_pdf_pages
-
     async def parse(self, request: OcrRequest, images: ImageLoader) -> Task:
-        for field in ("useDocOrientationClassify", "useDocUnwarping"):
-            if getattr(request, field):
-                raise invalid(
-                    field,
-                    "document preprocessing is not available: pxserve does not serve the document "
-                    "orientation and unwarping models (send false or leave it out)",
-                )
+        check_switches(self, request.useDocOrientationClassify, request.useDocUnwarping)
         if request.useTextlineOrientation and not self.has_orientation:
             raise invalid(
                 "useTextlineOrientation",
                 f"this server was started without a text-line orientation model (SubModules.{ORIENTATION})",
             )
-        data = await images.read(request.file, "file")
-        is_pdf = PDF_MAGIC in data[:1024]
-        file_type = request.fileType
-        if file_type is None:
-            by_name = is_url(request.file) and request.file.split("?")[0].lower().endswith(".pdf")
-            file_type = 0 if is_pdf or by_name else 1
-        if file_type == 1:
-            if is_pdf:
-                raise invalid("file", "fileType is 1 (image) but the file is a PDF; send fileType 0")
-            check_image(data, self.config.Serving, "file")
-        elif not is_pdf:
-            raise invalid("file", "fileType is 0 (PDF) but the file is not a PDF (no %PDF- header)")
+        data, is_pdf = await images.read_document(request.file, request.fileType)
         params = self.params_of(request)
-        if file_type == 0:
+        if is_pdf:
             params.max_pages = self.max_pdf_pages
             return Task(0, params.model_dump(exclude_none=True), data, "pdf")
         return Task(0, params.model_dump(exclude_none=True), data, "image")
@@ -228,6 +210,8 @@ class Ocr(Pipeline):
                 box_thresh=request.textDetBoxThresh,
                 unclip_ratio=request.textDetUnclipRatio,
             ),
+            doc_orientation=request.useDocOrientationClassify,
+            doc_unwarping=request.useDocUnwarping,
             orientation=request.useTextlineOrientation,
             score_thresh=request.textRecScoreThresh,
             word_box=request.returnWordBox,

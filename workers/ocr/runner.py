@@ -48,8 +48,10 @@ from pxserve.shared.pipelines import LoadedModel, RunnerContext
 from pxserve.shared.pipelines.ocr import OcrParams
 from pxserve.shared.stages import Stage, StageError, StageTable
 from pxserve.workers import pdf_pages as pdf
+from pxserve.workers.doc_preprocessor import preprocessor_of
 from pxserve.workers.ocr import detection, lines, visualize
 from pxserve.workers.ocr.detection import DetectionParams
+from pxserve.workers.page_images import decode_bgr, encode_jpeg
 
 log = logging.getLogger("pxserve.ocr")
 
@@ -71,6 +73,7 @@ class OcrDefaults:
     """What a request leaves unset, from the pipeline config (see shared/pipelines/ocr.py)."""
 
     det: DetectionParams = field(default_factory=DetectionParams)
+    use_doc_preprocessor: bool = False
     use_textline_orientation: bool = True
     text_rec_score_thresh: float = 0.0
     return_word_box: bool = False
@@ -124,6 +127,7 @@ class AssembleParams(OcrParams):
     """A page whose lines were read elsewhere: its boxes, and the groups' answers."""
 
     polys: list[list[list[int]]]
+    doc_preprocessor_res: dict[str, Any] | None = None  # the page was turned upright first
     data_info: dict[str, Any] | None = None  # set for a whole-image request
     children: list[dict[str, Any]] = []  # LinesAnswer of each group, filled in by the engine
 
@@ -145,6 +149,7 @@ class Page:
     options: Options
     data_info: dict[str, Any] | None  # set for a whole-image request (wrap the result)
     params: OcrParams  # as the task asked (handed on to a fan-out's continuation)
+    doc: dict[str, Any] | None = None  # doc_preprocessor_res, when the page was turned upright
     polys: list[np.ndarray] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)
 
@@ -201,6 +206,7 @@ class OcrRunner:
             labels = [str(x) for x in classifier.model.post_process("Topk").get("label_list") or []]
             self.flip_index = next((i for i, label in enumerate(labels) if "180" in label), 1)
         self.page_limits = pdf.PageLimits(defaults.max_pixels, defaults.max_side)
+        self.preprocessor = preprocessor_of(context)  # SubPipelines.DocPreprocessor, if configured
 
     # -- the batch ---------------------------------------------------------
     def run(self, tasks: list[Task]) -> list[Outcome]:
@@ -253,7 +259,9 @@ class OcrRunner:
             if self.cancelled(page.task.request_id):
                 outcomes[page.slot] = Outcome.dropped(page.task.request_id)
                 continue
-            result = self._page_result(page.options, page.polys, [group], page.image, page.data_info)
+            result = self._page_result(
+                page.options, page.polys, [group], page.image, page.data_info, page.doc
+            )
             outcomes[page.slot] = Outcome.success(page.task.request_id, result)
         for group in groups:
             if self.cancelled(group.owner):
@@ -269,6 +277,28 @@ class OcrRunner:
             outcomes[group.slot] = Outcome.success(tasks[group.slot].request_id, answer)
         return [o for o in outcomes if o is not None]
 
+    def read_images(self, images: list[np.ndarray], params: OcrParams) -> list[dict[str, Any]]:
+        """In-process, for another pipeline: each image's ``prunedResult``, read here (never
+        fanned out), with the config's settings where ``params`` leaves them unset."""
+        options = Options.of(params, self.defaults)
+        pages = [Page(i, Task(0, {}, b""), image, options, None, params) for i, image in enumerate(images)]
+        self._detect(pages)
+        groups = [
+            LineGroup(
+                p.slot,
+                p.crops,
+                list(range(len(p.crops))),
+                options.use_textline_orientation,
+                self._widths(p.crops),
+            )
+            for p in pages
+        ]
+        self._read(groups)
+        return [
+            self._page_result(options, p.polys, [g], None, None)["prunedResult"]
+            for p, g in zip(pages, groups, strict=True)
+        ]
+
     def warm_up(self) -> None:
         """Run the recognizer (and classifier) once on narrow and wide lines."""
         crops = [np.full((32, w, 3), 255, np.uint8) for w in (64, 320, 1200)]
@@ -282,15 +312,24 @@ class OcrRunner:
         image = decode_bgr(task.image)
         height, width = image.shape[:2]
         info = {"width": width, "height": height, "type": "image"}
-        return Page(slot, task, image, Options.of(params, self.defaults), info, params)
+        return self._upright(Page(slot, task, image, Options.of(params, self.defaults), info, params))
 
     def pdf_page(self, slot: int, task: Task, params: OcrParams) -> Page:
-        document = pdf.open_pdf(task.image)
-        try:
-            image = pdf.render_page(document, int(params.page or 0), self.page_limits)
-        finally:
-            document.close()
-        return Page(slot, task, image, Options.of(params, self.defaults), None, params)
+        image = pdf.render_one(task.image, int(params.page or 0), self.page_limits)
+        return self._upright(Page(slot, task, image, Options.of(params, self.defaults), None, params))
+
+    def _upright(self, page: Page) -> Page:
+        """The page turned upright first, when the request (or the config) asks for it."""
+        if self.preprocessor is None:
+            return page
+        orientation = self.preprocessor.resolve(
+            page.params.doc_orientation, page.params.doc_unwarping, self.defaults.use_doc_preprocessor
+        )
+        if orientation is None:
+            return page
+        done = self.preprocessor.preprocess([page.image], orientation)[0]
+        page.image, page.doc = done.image, done.result()
+        return page
 
     def split_pdf(self, slot: int, task: Task, params: OcrParams) -> Outcome:
         """Check the whole file, then one ``page`` task per page for any worker."""
@@ -362,14 +401,17 @@ class OcrRunner:
                 STAGES["lines"].task(params, b"".join(c.tobytes() for c in crops), self.stage_name)
             )
         then = AssembleParams(
-            **page.params.model_dump(), polys=[p.tolist() for p in page.polys], data_info=page.data_info
+            **page.params.model_dump(),
+            polys=[p.tolist() for p in page.polys],
+            doc_preprocessor_res=page.doc,
+            data_info=page.data_info,
         )
         if not page.options.visualize:
             source: bytes = b""
-        elif page.data_info is not None:
+        elif page.data_info is not None and page.doc is None:
             source = PARENT_PAYLOAD  # an image request: its own file
         else:
-            source = _encode_jpeg(page.image)  # a PDF page: the page as rendered
+            source = encode_jpeg(page.image)  # a PDF page: the page as rendered
         return FanOut(children, STAGES["assemble"].task(then, source, self.stage_name))
 
     # -- orientation and recognition -------------------------------------------
@@ -461,7 +503,7 @@ class OcrRunner:
             for c in params.children
         ]
         image = decode_bgr(task.image) if options.visualize and len(task.image) else None
-        return self._page_result(options, polys, groups, image, params.data_info)
+        return self._page_result(options, polys, groups, image, params.data_info, params.doc_preprocessor_res)
 
     def document(self, slot: int, task: Task, params: DocumentParams) -> dict[str, Any]:
         return {"ocrResults": params.children, "dataInfo": params.data_info}
@@ -473,6 +515,7 @@ class OcrRunner:
         groups: list[LineGroup],
         image: np.ndarray | None,
         data_info: dict[str, Any] | None,
+        doc: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One ``ocrResults`` entry (wrapped with ``dataInfo`` for an image request)."""
         count = len(polys)
@@ -485,11 +528,15 @@ class OcrRunner:
                     words[i] = group.words[j]
         keep = [i for i in range(count) if scores[i] >= options.text_rec_score_thresh]
         rec_polys = [polys[i] for i in keep]
-        pruned = {
+        pruned: dict[str, Any] = {
             "model_settings": {
-                "use_doc_preprocessor": False,
+                "use_doc_preprocessor": doc is not None,
                 "use_textline_orientation": options.use_textline_orientation,
             },
+        }
+        if doc is not None:
+            pruned["doc_preprocessor_res"] = doc
+        pruned |= {
             "dt_polys": [p.tolist() for p in polys],
             "text_det_params": options.det.as_result(),
             "text_type": "general",
@@ -507,40 +554,23 @@ class OcrRunner:
             pruned["text_word_region"] = [
                 [lines.word_quad(frames[i], w[1], w[2], angles[i]) for w in words[i]] for i in keep
             ]
-        ocr_image = input_image = None
+        ocr_image = input_image = doc_image = None
         if options.visualize and image is not None:
             rgb = visualize.bgr_to_image(image)
             ocr_image = visualize.to_jpeg_base64(
                 visualize.draw_ocr(rgb, pruned["rec_polys"], pruned["rec_texts"])
             )
             input_image = visualize.to_jpeg_base64(rgb)
+            doc_image = input_image if doc is not None else None  # the page as it was read
         result = {
             "prunedResult": pruned,
             "ocrImage": ocr_image,
-            "docPreprocessingImage": None,
+            "docPreprocessingImage": doc_image,
             "inputImage": input_image,
         }
         if data_info is None:
             return result
         return {"ocrResults": [result], "dataInfo": data_info}
-
-
-def decode_bgr(data: bytes | memoryview) -> np.ndarray:
-    """Encoded image -> BGR uint8, upright (EXIF applied), as PaddleX reads files with OpenCV."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is not None:
-        return image
-    from pxserve.workers.preprocess import ImageDecodeError, decode_image
-
-    try:  # formats OpenCV does not read (GIF): Pillow
-        return np.ascontiguousarray(np.asarray(decode_image(data))[:, :, ::-1])
-    except ImageDecodeError as exc:
-        raise RequestError(422, f"file: {exc}") from None
-
-
-def _encode_jpeg(image: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    return encoded.tobytes() if ok else b""
 
 
 def _transform_op(ops: list[dict[str, Any]], name: str) -> dict[str, Any] | None:

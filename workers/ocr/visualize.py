@@ -89,3 +89,21 @@ def to_jpeg_base64(image: Image.Image) -> str:
 
 def bgr_to_image(bgr: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
+
+
+def side_by_side(original: np.ndarray, page) -> Image.Image:  # page: workers.doc_preprocessor.Preprocessed
+    """PaddleX's docPreprocessingImage: the input, turned, unwarped, each captioned (BGR in)."""
+    panels = [
+        ("Original Image", original),
+        (f"Rotated Image ({page.orientation}, {page.angle})", page.image),
+        (f"Unwarping Image ({page.unwarping})", page.image),
+    ]
+    height = max(p.shape[0] for _, p in panels)
+    width = sum(p.shape[1] for _, p in panels)
+    canvas = Image.new("RGB", (width, height + 25), (255, 255, 255))
+    draw, left = ImageDraw.Draw(canvas), 0
+    for caption, pixels in panels:
+        canvas.paste(bgr_to_image(pixels), (left, 0))
+        draw.text((left + 10, height + 2), caption, fill=(0, 0, 0), font=_font(18))
+        left += pixels.shape[1]
+    return canvas

@@ -1,0 +1,292 @@
+"""PaddleX's document pipelines against one real server: doc_preprocessor, table_recognition,
+and OCR with its pages turned upright -- all with the real embedded models.
+
+Correctness:
+* tables: the same prunedResult as PaddleX 3.4.3 on the same models and
+  settings (recorded once by benchmarks/paddlex_table_reference.py, layout
+  and preprocessing off: PaddleX cannot load those models as shipped), in
+  both of its cell modes; and the cells' text against the tables' known
+  content;
+* page orientation: PaddleX cannot run the ONNX-only classifier either, so
+  the stage is proved on what it is for: pages turned by 90, 180 and 270
+  degrees come back upright, and /ocr then reads them as PaddleX reads the
+  upright page.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import io
+import json
+import re
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pdfs
+import pytest
+import requests
+import tables
+import yaml
+from conftest import Server, start_server, stop_and_check_clean
+from PIL import Image
+from test_ocr import DATA, b64, b64_file, reference
+
+TABLES = Path(__file__).parent / "data" / "tables"
+SERVING = {"instances_per_device": 2, "cpu_threads": 1, "max_pdf_pages": 3}
+
+
+def shipped_config(folder: Path, name: str, serving: dict[str, Any] | None = None) -> Path:
+    config = yaml.safe_load((resources.files("pxserve.configs") / f"{name}.yaml").read_text())
+    config["Serving"].update(serving or {})
+    path = folder / f"{name}-{len(list(folder.glob(f'{name}-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def docs(work_dir: Path) -> Server:
+    names = ("table_recognition", "doc_preprocessor", "OCR")
+    configs = [shipped_config(work_dir, name, SERVING) for name in names]
+    args = [a for c in configs[1:] for a in ("--pipeline", str(c))]
+    running = start_server(configs[0], work_dir, *args)
+    yield running
+    stop_and_check_clean(running)
+
+
+def post(server: Server, route: str, payload: dict[str, Any], timeout: float = 180) -> requests.Response:
+    return requests.post(f"{server.url}{route}", json=payload, timeout=timeout)
+
+
+def result(response: requests.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text[:500]
+    body = response.json()
+    assert body["errorCode"] == 0
+    return body["result"]
+
+
+def turned(path: Path, angle: int) -> Image.Image:
+    """The page turned clockwise by ``angle`` degrees, as a scanner might have fed it."""
+    return Image.open(path).convert("RGB").rotate(-angle, expand=True)
+
+
+def jpeg(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decoded(b64_image: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64_image))).convert("RGB"))
+
+
+def nearly_same(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same page, JPEG noise aside and give or take a pixel (PaddleX turns pages by an
+    affine warp about the centre, which moves them by up to a pixel and leaves a dark edge)."""
+    inner = b[3:-3, 3:-3]
+    return min(
+        np.abs(a[3 + dy : a.shape[0] - 3 + dy, 3 + dx : a.shape[1] - 3 + dx] - inner).mean()
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    ) < 6
+
+
+def similarity(texts: list[str], expected: list[str]) -> float:
+    """How alike two readings of a page are (1: the same characters), spaces and the
+    recognizer's two kinds of comma aside."""
+
+    def flat(lines: list[str]) -> str:
+        return re.sub(r"\s+", "", "".join(lines)).replace("，", ",")
+
+    return difflib.SequenceMatcher(None, flat(texts), flat(expected), autojunk=False).ratio()
+
+
+# -- doc_preprocessor ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_pages_turned_any_way_come_back_upright(docs: Server) -> None:
+    upright = np.asarray(Image.open(DATA / "page_top.jpg").convert("RGB")).astype(int)
+    for angle in (0, 90, 180, 270):
+        body = result(
+            post(docs, "/document-preprocessing", {"file": jpeg(turned(DATA / "page_top.jpg", angle))})
+        )
+        assert body["dataInfo"]["type"] == "image"
+        (entry,) = body["docPreprocessingResults"]
+        assert entry["prunedResult"] == {
+            "model_settings": {"use_doc_orientation_classify": True, "use_doc_unwarping": False},
+            "angle": angle,
+        }
+        output = decoded(entry["outputImage"]).astype(int)
+        assert output.shape == upright.shape
+        assert nearly_same(output, upright), angle
+        assert entry["docPreprocessingImage"] is None and entry["inputImage"] is None
+
+
+@pytest.mark.slow
+def test_doc_preprocessor_switches_pdfs_and_visualize(docs: Server) -> None:
+    off = result(
+        post(
+            docs,
+            "/document-preprocessing",
+            {"file": jpeg(turned(DATA / "page_top.jpg", 90)), "useDocOrientationClassify": False},
+        )
+    )
+    assert off["docPreprocessingResults"][0]["prunedResult"]["angle"] == -1
+    pdf = pdfs.from_images([turned(DATA / "page_top.jpg", 180), Image.open(DATA / "page_top.jpg")])
+    body = result(post(docs, "/document-preprocessing", {"file": b64(pdf), "fileType": 0, "visualize": True}))
+    assert body["dataInfo"]["numPages"] == 2 and body["dataInfo"]["type"] == "pdf"
+    angles = [e["prunedResult"]["angle"] for e in body["docPreprocessingResults"]]
+    assert angles == [180, 0]
+    for entry in body["docPreprocessingResults"]:
+        three, one = decoded(entry["docPreprocessingImage"]).shape, decoded(entry["inputImage"]).shape
+        assert three[1] / three[0] > 2.5 * one[1] / one[0]  # input, turned, unwarped side by side
+    refused = post(
+        docs, "/document-preprocessing", {"file": b64_file(DATA / "page_top.jpg"), "useDocUnwarping": True}
+    )
+    assert refused.status_code == 422 and "unwarping" in refused.json()["errorMsg"]
+
+
+@pytest.mark.slow
+def test_ocr_reads_a_turned_page_as_paddlex_reads_it_upright(docs: Server) -> None:
+    # Its last line is cut in half by the image's edge, which the turn (an affine warp,
+    # as PaddleX's) darkens: read either way, it is not text to compare.
+    expected = reference("page_top.jpg")["rec_texts"][:-2]
+    for angle in (90, 180):
+        page = turned(DATA / "page_top.jpg", angle)
+        payload = {"file": jpeg(page), "useTextlineOrientation": False, "useDocOrientationClassify": True}
+        pruned = result(post(docs, "/ocr", payload))["ocrResults"][0]["prunedResult"]
+        assert pruned["model_settings"]["use_doc_preprocessor"] is True
+        assert pruned["doc_preprocessor_res"]["angle"] == angle
+        assert similarity(pruned["rec_texts"][: len(expected)], expected) > 0.95
+        unturned = result(post(docs, "/ocr", {**payload, "useDocOrientationClassify": False}))
+        assert similarity(unturned["ocrResults"][0]["prunedResult"]["rec_texts"], expected) < 0.6
+    plain = result(post(docs, "/ocr", {"file": b64_file(DATA / "page_top.jpg")}))["ocrResults"][0][
+        "prunedResult"
+    ]
+    assert "doc_preprocessor_res" not in plain and plain["model_settings"]["use_doc_preprocessor"] is False
+
+
+# -- table_recognition -------------------------------------------------------------------------
+def table_pages(response: requests.Response) -> list[dict[str, Any]]:
+    return result(response)["tableRecResults"]
+
+
+@pytest.mark.slow
+def test_tables_match_paddlex_in_both_cell_modes(docs: Server) -> None:
+    for name in ("releases.png", "units.png"):
+        recorded = json.loads((TABLES / f"{name}.paddlex.json").read_text())
+        for key, extra in (("pages", {}), ("pages_with_cell_ocr", {"useOcrResultsWithTableCells": True})):
+            payload = {"file": b64_file(TABLES / name), "useLayoutDetection": False, **extra}
+            ours = table_pages(post(docs, "/table-recognition", payload))[0]["prunedResult"]
+            theirs = recorded[key][0]
+            assert set(ours) == set(theirs) == {"model_settings", "overall_ocr_res", "table_res_list"}
+            assert ours["model_settings"] == theirs["model_settings"]
+            assert ours["overall_ocr_res"]["rec_texts"] == theirs["overall_ocr_res"]["rec_texts"]
+            assert set(ours["overall_ocr_res"]) == set(theirs["overall_ocr_res"])
+            (table,), (expected,) = ours["table_res_list"], theirs["table_res_list"]
+            assert set(table) == set(expected)
+            assert table["pred_html"] == expected["pred_html"], name
+            assert table["cell_box_list"] == expected["cell_box_list"]
+            assert table["table_ocr_pred"]["rec_texts"] == expected["table_ocr_pred"]["rec_texts"]
+
+
+def cell_texts(html: str) -> list[list[str]]:
+    rows = re.findall(r"<tr>(.*?)</tr>", html)
+    return [[re.sub(r"\s+", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)] for row in rows]
+
+
+@pytest.mark.slow
+def test_table_cells_hold_the_tables_known_text(docs: Server) -> None:
+    """Cell-level text match against the content the tables were drawn from."""
+    for name, rows in (("releases.png", tables.RELEASES), ("units.png", tables.UNITS)):
+        payload = {"file": b64_file(TABLES / name), "useLayoutDetection": False}
+        html = table_pages(post(docs, "/table-recognition", payload))[0]["prunedResult"]["table_res_list"][0][
+            "pred_html"
+        ]
+        truth = [[re.sub(r"\s+", "", c) for c in row] for row in rows]
+        found = cell_texts(html)
+        assert [len(r) for r in found] == [len(r) for r in truth]
+        right = sum(a == b for fr, tr in zip(found, truth, strict=True) for a, b in zip(fr, tr, strict=True))
+        assert right / sum(len(r) for r in truth) >= 0.95, found
+
+
+@pytest.mark.slow
+def test_layout_finds_the_table_on_a_page_and_pdfs_read_page_by_page(docs: Server) -> None:
+    page = tables.table_page(tables.UNITS)
+    body = result(post(docs, "/table-recognition", {"file": b64(tables.png(page)), "visualize": True}))
+    (entry,) = body["tableRecResults"]
+    pruned = entry["prunedResult"]
+    assert pruned["model_settings"]["use_layout_detection"] is True
+    labels = [b["label"] for b in pruned["layout_det_res"]["boxes"]]
+    assert "table" in labels and "title" in labels
+    (table,) = pruned["table_res_list"]
+    assert cell_texts(table["pred_html"])[1] == ["length", "metre", "m"]
+    x0, y0 = min(c[0] for c in table["cell_box_list"]), min(c[1] for c in table["cell_box_list"])
+    assert x0 >= 100 and y0 >= 380  # in the page's pixels, where the table was drawn
+    assert {"layout_det_res", "table_cell_img", "ocr_res_img"} <= set(entry["outputImages"])
+    assert entry["inputImage"]
+    pdf = pdfs.from_images([Image.open(TABLES / "units.png"), Image.new("RGB", (300, 200), "white")])
+    body = result(post(docs, "/table-recognition", {"file": b64(pdf), "useLayoutDetection": False}))
+    assert body["dataInfo"]["numPages"] == 2
+    first, blank = (p["prunedResult"] for p in body["tableRecResults"])
+    assert cell_texts(first["table_res_list"][0]["pred_html"])[0] == ["Quantity", "Unit", "Symbol"]
+    assert blank["overall_ocr_res"]["rec_texts"] == []
+
+
+@pytest.mark.slow
+def test_a_turned_table_is_read_upright(docs: Server) -> None:
+    image = turned(TABLES / "units.png", 180)
+    payload = {"file": jpeg(image), "useLayoutDetection": False, "useDocOrientationClassify": True}
+    pruned = table_pages(post(docs, "/table-recognition", payload))[0]["prunedResult"]
+    assert pruned["doc_preprocessor_res"]["angle"] == 180
+    assert cell_texts(pruned["table_res_list"][0]["pred_html"])[2] == ["mass", "kilogram", "kg"]
+
+
+@pytest.mark.slow
+def test_tables_without_tables_and_huge_tables_answer_cleanly(docs: Server) -> None:
+    blank = tables.png(Image.new("RGB", (640, 480), "white"))
+    pruned = table_pages(post(docs, "/table-recognition", {"file": b64(blank)}))[0]["prunedResult"]
+    assert pruned["table_res_list"] == []  # layout found no table
+    pruned = table_pages(post(docs, "/table-recognition", {"file": b64(blank), "useLayoutDetection": False}))[
+        0
+    ]
+    assert pruned["prunedResult"]["overall_ocr_res"]["rec_texts"] == []
+    grid = Image.new("L", (300 * 16 + 1, 300 * 16 + 1), 255)  # 300 x 300 cells
+    pixels = np.asarray(grid).copy()
+    pixels[::16, :] = 0
+    pixels[:, ::16] = 0
+    started = time.monotonic()
+    response = post(
+        docs,
+        "/table-recognition",
+        {"file": b64(tables.png(Image.fromarray(pixels))), "useLayoutDetection": False},
+    )
+    assert time.monotonic() - started < 120
+    assert response.status_code == 200
+    for payload, field in (
+        ({"useOcrModel": False}, "useOcrModel"),
+        ({"useDocUnwarping": True}, "useDocUnwarping"),
+        ({"useOcrResultsWithTableCells": "yes"}, "useOcrResultsWithTableCells"),
+    ):
+        refused = post(docs, "/table-recognition", {"file": b64(blank), **payload})
+        assert refused.status_code == 422 and field in refused.json()["errorMsg"], refused.text
+    for bad in ("not base64!", b64(b"\x00" * 64), b64(pdfs.blank())):
+        refused = post(docs, "/table-recognition", {"file": bad, "fileType": 1})
+        assert refused.status_code == 422, refused.text
+    assert docs.process.poll() is None and len(docs.workers()) == 2
+
+
+@pytest.mark.slow
+def test_table_structure_is_the_same_on_onnx_runtime(work_dir: Path) -> None:
+    config = shipped_config(work_dir, "table_recognition", {"instances_per_device": 1})
+    hpip = start_server(config, work_dir, "--use_hpip")
+    try:
+        recorded = json.loads((TABLES / "units.png.paddlex.json").read_text())["pages"][0]
+        payload = {"file": b64_file(TABLES / "units.png"), "useLayoutDetection": False}
+        ours = table_pages(post(hpip, "/table-recognition", payload))[0]["prunedResult"]
+        assert ours["table_res_list"][0]["pred_html"] == recorded["table_res_list"][0]["pred_html"]
+        assert "SLANet_plus's own inference.onnx" in hpip.logs()
+    finally:
+        stop_and_check_clean(hpip)

@@ -1,0 +1,1 @@
+"""Worker-side stages of PaddleX's table_recognition pipeline (see runner.py)."""
