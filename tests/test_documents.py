@@ -1,5 +1,5 @@
 """PaddleX's document pipelines against one real server: doc_preprocessor, table_recognition,
-and OCR with its pages turned upright -- all with the real embedded models.
+seal_recognition, and OCR with its pages turned upright -- all with the real embedded models.
 
 Correctness:
 * tables: the same prunedResult as PaddleX 3.4.3 on the same models and
@@ -10,7 +10,10 @@ Correctness:
 * page orientation: PaddleX cannot run the ONNX-only classifier either, so
   the stage is proved on what it is for: pages turned by 90, 180 and 270
   degrees come back upright, and /ocr then reads them as PaddleX reads the
-  upright page.
+  upright page;
+* seals: the seal detector is ONNX-only too, so seals drawn with known text
+  (tests/seals.py: a company name around the ring, a line under the star)
+  must be read back.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ import numpy as np
 import pdfs
 import pytest
 import requests
+import seals
 import tables
+import tiny_model
 import yaml
 from conftest import Server, start_server, stop_and_check_clean
 from PIL import Image
@@ -47,10 +52,33 @@ def shipped_config(folder: Path, name: str, serving: dict[str, Any] | None = Non
     return path
 
 
+def seal_config_with_layout(folder: Path) -> Path:
+    """The shipped seal config plus a layout model made like PaddleX's PP-DocLayout exports
+    (tests/tiny_model.py: one box over the whole image, labelled "seal"), off by default."""
+    layout = tiny_model.build_detector(folder / "tiny-seal-layout")
+    spec = yaml.safe_load((layout / "inference.yml").read_text())
+    spec.update(label_list=["seal"], draw_threshold=0.5)
+    (layout / "inference.yml").write_text(yaml.safe_dump(spec))
+    path = shipped_config(folder, "seal_recognition", SERVING)
+    config = yaml.safe_load(path.read_text())
+    config["SubModules"] = {
+        "LayoutDetection": {
+            "module_name": "layout_detection",
+            "model_name": "TinyDetector",
+            "model_dir": str(layout),
+            "threshold": 0.5,
+        }
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.fixture(scope="module")
 def docs(work_dir: Path) -> Server:
     names = ("table_recognition", "doc_preprocessor", "OCR")
-    configs = [shipped_config(work_dir, name, SERVING) for name in names]
+    configs = [shipped_config(work_dir, name, SERVING) for name in names] + [
+        seal_config_with_layout(work_dir)
+    ]
     args = [a for c in configs[1:] for a in ("--pipeline", str(c))]
     running = start_server(configs[0], work_dir, *args)
     yield running
@@ -87,11 +115,14 @@ def nearly_same(a: np.ndarray, b: np.ndarray) -> bool:
     """The same page, JPEG noise aside and give or take a pixel (PaddleX turns pages by an
     affine warp about the centre, which moves them by up to a pixel and leaves a dark edge)."""
     inner = b[3:-3, 3:-3]
-    return min(
-        np.abs(a[3 + dy : a.shape[0] - 3 + dy, 3 + dx : a.shape[1] - 3 + dx] - inner).mean()
-        for dy in (-1, 0, 1)
-        for dx in (-1, 0, 1)
-    ) < 6
+    return (
+        min(
+            np.abs(a[3 + dy : a.shape[0] - 3 + dy, 3 + dx : a.shape[1] - 3 + dx] - inner).mean()
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        )
+        < 6
+    )
 
 
 def similarity(texts: list[str], expected: list[str]) -> float:
@@ -99,7 +130,7 @@ def similarity(texts: list[str], expected: list[str]) -> float:
     recognizer's two kinds of comma aside."""
 
     def flat(lines: list[str]) -> str:
-        return re.sub(r"\s+", "", "".join(lines)).replace("，", ",")
+        return re.sub(r"\s+", "", "".join(lines)).replace("\uff0c", ",")
 
     return difflib.SequenceMatcher(None, flat(texts), flat(expected), autojunk=False).ratio()
 
@@ -290,3 +321,63 @@ def test_table_structure_is_the_same_on_onnx_runtime(work_dir: Path) -> None:
         assert "SLANet_plus's own inference.onnx" in hpip.logs()
     finally:
         stop_and_check_clean(hpip)
+
+
+# -- seal_recognition ----------------------------------------------------------------------------
+SEALS = [("上海市浦江科技有限公司", "合同专用章"), ("北京文档服务股份有限公司", "财务专用章")]
+
+
+def seal_pages(response: requests.Response) -> list[dict[str, Any]]:
+    return result(response)["sealRecResults"]
+
+
+@pytest.mark.slow
+def test_seals_curved_text_is_read_straight(docs: Server) -> None:
+    for ring, centre in SEALS:
+        for arc in (200, 240):
+            image = seals.seal(ring, centre, cjk=True, arc=arc)
+            (page,) = seal_pages(post(docs, "/seal-recognition", {"file": b64(seals.png(image))}))
+            pruned = page["prunedResult"]
+            assert pruned["model_settings"] == {"use_doc_preprocessor": False, "use_layout_detection": False}
+            (seal,) = pruned["seal_res_list"]
+            assert seal["text_type"] == "seal"
+            assert seal["rec_texts"] == [ring, centre], (arc, seal["rec_texts"])
+            assert len(seal["dt_polys"][0]) > 4  # the ring's text is a polygon, not a box
+            assert (
+                seal["text_det_params"]["limit_side_len"] == 736 and seal["text_det_params"]["thresh"] == 0.2
+            )
+            for box, poly in zip(seal["rec_boxes"], seal["rec_polys"], strict=True):
+                xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+                assert box == [min(xs), min(ys), max(xs), max(ys)]
+
+
+@pytest.mark.slow
+def test_seal_settings_layout_pdfs_and_bad_input(docs: Server) -> None:
+    image = seals.seal(*SEALS[0], cjk=True)
+    strict = {"file": b64(seals.png(image)), "sealRecScoreThresh": 0.99999, "visualize": True}
+    (page,) = seal_pages(post(docs, "/seal-recognition", strict))
+    assert page["prunedResult"]["seal_res_list"][0]["text_rec_score_thresh"] == 0.99999
+    assert len(page["prunedResult"]["seal_res_list"][0]["rec_texts"]) < 2
+    assert "seal_res_region1" in page["outputImages"] and page["inputImage"]
+    found = post(docs, "/seal-recognition", {"file": b64(seals.png(image)), "useLayoutDetection": True})
+    pruned = seal_pages(found)[0]["prunedResult"]
+    assert pruned["model_settings"]["use_layout_detection"] is True
+    assert [b["label"] for b in pruned["layout_det_res"]["boxes"]] == ["seal"]
+    assert pruned["seal_res_list"][0]["rec_texts"] == list(SEALS[0])
+    empty = seals.seal("", "", cjk=True)
+    pdf = pdfs.from_images([image, empty], dpi=144)  # rendered at 2x: the pixels as drawn
+    body = result(post(docs, "/seal-recognition", {"file": b64(pdf), "fileType": 0}))
+    assert body["dataInfo"]["numPages"] == 2
+    first, second = (p["prunedResult"]["seal_res_list"][0]["rec_texts"] for p in body["sealRecResults"])
+    assert first == list(SEALS[0]) and second == []  # a seal with no text: empty, not an error
+    for payload, field in (
+        ({"layoutMergeBboxesMode": "biggest"}, "layoutMergeBboxesMode"),
+        ({"sealDetLimitType": "mean"}, "sealDetLimitType"),
+        ({"useDocUnwarping": True}, "useDocUnwarping"),
+    ):
+        refused = post(docs, "/seal-recognition", {"file": b64(seals.png(image)), **payload})
+        assert refused.status_code == 422 and field in refused.json()["errorMsg"], refused.text
+    for bad in ("not base64!", b64(b"\x00" * 64), b64(pdfs.encrypted())):
+        refused = post(docs, "/seal-recognition", {"file": bad})
+        assert refused.status_code == 422, refused.text
+    assert docs.process.poll() is None and len(docs.workers()) == 2

@@ -145,3 +145,34 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
         overlap = inter / np.maximum(area + areas - inter, 1e-9)
         order = [int(j) for j, o in zip(rest, overlap, strict=True) if o <= iou]
     return kept
+
+
+def refine(
+    found: dict[str, Any], unclip_ratio: float | tuple[float, float] | None, merge_mode: str | None
+) -> dict[str, Any]:
+    """PaddleX's per-request layout options: grow each box about its centre by
+    ``unclip_ratio`` (one factor, or width and height), and resolve boxes of one label that
+    contain each other: ``large`` keeps the container, ``small`` the contained, ``union`` both."""
+    boxes = [dict(b) for b in found["boxes"]]
+    if unclip_ratio is not None:
+        ratio_w, ratio_h = unclip_ratio if isinstance(unclip_ratio, tuple) else (unclip_ratio, unclip_ratio)
+        for box in boxes:
+            x0, y0, x1, y1 = box["coordinate"]
+            cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * ratio_w, (y1 - y0) * ratio_h
+            box["coordinate"] = [max(0.0, cx - w / 2), max(0.0, cy - h / 2), cx + w / 2, cy + h / 2]
+    if merge_mode in ("large", "small"):
+        dropped = set()
+        for i, inner in enumerate(boxes):
+            for j, outer in enumerate(boxes):
+                if (
+                    i != j
+                    and inner["label"] == outer["label"]
+                    and _contains(outer["coordinate"], inner["coordinate"])
+                ):
+                    dropped.add(i if merge_mode == "large" else j)
+        boxes = [b for k, b in enumerate(boxes) if k not in dropped]
+    return {"boxes": boxes}
+
+
+def _contains(outer: list[float], inner: list[float]) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and outer[2] >= inner[2] and outer[3] >= inner[3]

@@ -27,6 +27,7 @@ from pxserve.shared.pipelines.doc_preprocessor import SUB_PIPELINE, check_switch
 log = logging.getLogger("pxserve.pipelines.ocr")
 
 DETECTION, RECOGNITION, ORIENTATION = "TextDetection", "TextRecognition", "TextLineOrientation"
+TEXT_TYPES = ("general", "seal")  # seal: curved text, detected as polygons and straightened
 DETECTION_KEYS = ("limit_side_len", "limit_type", "max_side_limit", "thresh", "box_thresh", "unclip_ratio")
 
 
@@ -132,6 +133,9 @@ class Ocr(Pipeline):
         "PP-OCRv4_mobile_det": "pxserve.workers.ocr_models",
         "PP-OCRv4_mobile_rec": "pxserve.workers.ocr_models",
         "ch_ppocr_mobile_v2.0_cls": "pxserve.workers.ocr_models",
+        "PP-OCRv4_mobile_seal_det": "pxserve.workers.doc_models",
+        "PP-OCRv5_mobile_det": "pxserve.workers.doc_models",
+        "PP-OCRv5_mobile_rec": "pxserve.workers.doc_models",
     }
 
     def model_keys(self) -> list[str]:
@@ -154,6 +158,8 @@ class Ocr(Pipeline):
             if key not in self.config.SubModules:
                 raise ConfigError(f"{self.config.source}: the OCR pipeline needs SubModules.{key}")
         extra = self.config.model_extra or {}
+        if extra.get("text_type", "general") not in TEXT_TYPES:
+            raise ConfigError(f"{self.config.source}: text_type must be one of {', '.join(TEXT_TYPES)}")
         if extra.get("use_textline_orientation") and not self.has_orientation:
             raise ConfigError(
                 f"{self.config.source}: use_textline_orientation is true but SubModules has no {ORIENTATION}"
@@ -173,6 +179,7 @@ class Ocr(Pipeline):
         det = {k: self._setting(DETECTION, k, getattr(base, k)) for k in DETECTION_KEYS}
         return OcrDefaults(
             det=DetectionParams(**det),
+            text_type=str(extra.get("text_type", "general")),
             use_doc_preprocessor=bool(extra.get("use_doc_preprocessor", False)),
             use_textline_orientation=bool(extra.get("use_textline_orientation", True))
             and self.has_orientation,

@@ -96,6 +96,38 @@ def boxes_from_map(prob: np.ndarray, height: int, width: int, params: DetectionP
     return boxes
 
 
+def polygons_from_map(prob: np.ndarray, height: int, width: int, params: DetectionParams) -> list[np.ndarray]:
+    """DB post-processing into polygons (PaddleX's ``box_type: poly``, for curved seal text).
+
+    Each contour simplified (0.2% of its length), scored over the polygon,
+    grown by ``unclip_ratio`` as one piece (a contour that splits is dropped).
+    """
+    mask = (prob > params.thresh).astype(np.uint8) * 255
+    map_h, map_w = prob.shape
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    polygons = []
+    for contour in contours[: params.max_candidates]:
+        points = cv2.approxPolyDP(contour, 0.002 * cv2.arcLength(contour, True), True).reshape(-1, 2)
+        if len(points) < 4 or _box_score(prob, points.astype(np.float32)) < params.box_thresh:
+            continue
+        expanded = _unclip(points.astype(np.float32), params.unclip_ratio, whole=True)
+        if expanded is None:
+            continue
+        _, short_side = min_area_box(expanded.reshape(-1, 1, 2))
+        if short_side < MIN_BOX_SIDE + 2:
+            continue
+        polygon = np.empty_like(expanded)
+        polygon[:, 0] = np.clip(np.round(expanded[:, 0] / map_w * width), 0, width)
+        polygon[:, 1] = np.clip(np.round(expanded[:, 1] / map_h * height), 0, height)
+        polygons.append(polygon.astype(np.int32))
+    return polygons
+
+
+def sort_polygons(polygons: list[np.ndarray]) -> list[np.ndarray]:
+    """Top to bottom by each polygon's highest point (PaddleX's order for seal text)."""
+    return sorted(polygons, key=lambda p: int(p[:, 1].min()))
+
+
 def min_area_box(contour: np.ndarray) -> tuple[np.ndarray, float]:
     """The minimum-area rectangle's corners, clockwise from top-left, and its short side."""
     rect = cv2.minAreaRect(contour)
@@ -123,8 +155,11 @@ def _box_score(prob: np.ndarray, box: np.ndarray) -> float:
     return float(cv2.mean(prob[ymin : ymax + 1, xmin : xmax + 1], mask)[0])
 
 
-def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
-    """Grow the box by area * ratio / perimeter, as DB's paper and PaddleOCR do."""
+def _unclip(box: np.ndarray, ratio: float, whole: bool = False) -> np.ndarray | None:
+    """Grow the box by area * ratio / perimeter, as DB's paper and PaddleOCR do.
+
+    ``whole``: None unless the result is one polygon (a polygon that grows
+    into several pieces is not one line of text)."""
     x, y = box[:, 0].astype(np.float64), box[:, 1].astype(np.float64)
     area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
     perimeter = float(np.sum(np.hypot(x - np.roll(x, 1), y - np.roll(y, 1))))
@@ -133,7 +168,7 @@ def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
     offset = pyclipper.PyclipperOffset()
     offset.AddPath(box.tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
     expanded = offset.Execute(area * ratio / perimeter)
-    if not expanded:
+    if not expanded or (whole and len(expanded) > 1):
         return None
     return np.concatenate([np.asarray(path, dtype=np.float32) for path in expanded])
 

@@ -49,7 +49,7 @@ from pxserve.shared.pipelines.ocr import OcrParams
 from pxserve.shared.stages import Stage, StageError, StageTable
 from pxserve.workers import pdf_pages as pdf
 from pxserve.workers.doc_preprocessor import preprocessor_of
-from pxserve.workers.ocr import detection, lines, visualize
+from pxserve.workers.ocr import curved, detection, lines, visualize
 from pxserve.workers.ocr.detection import DetectionParams
 from pxserve.workers.page_images import decode_bgr, encode_jpeg
 
@@ -73,6 +73,7 @@ class OcrDefaults:
     """What a request leaves unset, from the pipeline config (see shared/pipelines/ocr.py)."""
 
     det: DetectionParams = field(default_factory=DetectionParams)
+    text_type: str = "general"  # "seal": polygons, straightened before they are read
     use_doc_preprocessor: bool = False
     use_textline_orientation: bool = True
     text_rec_score_thresh: float = 0.0
@@ -367,9 +368,14 @@ class OcrRunner:
             for row, i in enumerate(group):
                 page = pages[i]
                 height, width = page.image.shape[:2]
-                boxes = detection.boxes_from_map(maps[row, 0], height, width, page.options.det)
-                page.polys = detection.sort_boxes(boxes)
-                page.crops = [lines.crop_min_area(page.image, box) for box in page.polys]
+                if self.defaults.text_type == "seal":
+                    found = detection.polygons_from_map(maps[row, 0], height, width, page.options.det)
+                    page.polys = detection.sort_polygons(found)
+                    page.crops = [curved.crop(page.image, poly) for poly in page.polys]
+                else:
+                    boxes = detection.boxes_from_map(maps[row, 0], height, width, page.options.det)
+                    page.polys = detection.sort_boxes(boxes)
+                    page.crops = [lines.crop_min_area(page.image, box) for box in page.polys]
 
     def _plan_fan_out(self, page: Page) -> FanOut | None:
         """Split the page's lines over the workers, balanced by padded width.
@@ -539,7 +545,7 @@ class OcrRunner:
         pruned |= {
             "dt_polys": [p.tolist() for p in polys],
             "text_det_params": options.det.as_result(),
-            "text_type": "general",
+            "text_type": self.defaults.text_type,
             "textline_orientation_angles": angles if options.use_textline_orientation else [-1] * count,
             "text_rec_score_thresh": options.text_rec_score_thresh,
             "return_word_box": options.return_word_box,

@@ -107,3 +107,19 @@ def side_by_side(original: np.ndarray, page) -> Image.Image:  # page: workers.do
         draw.text((left + 10, height + 2), caption, fill=(0, 0, 0), font=_font(18))
         left += pixels.shape[1]
     return canvas
+
+
+def draw_regions(bgr: np.ndarray, layout: dict) -> Image.Image:
+    """PaddleX's layout_det_res image: each detected region outlined and labelled."""
+    drawn = bgr_to_image(bgr)
+    draw = ImageDraw.Draw(drawn)
+    for region in layout.get("boxes", []):
+        box = [int(v) for v in region["coordinate"]]
+        draw.rectangle(box, outline=(0, 128, 255), width=3)
+        draw.text(
+            (box[0] + 4, box[1] + 2),
+            f"{region['label']} {region['score']:.2f}",
+            fill=(0, 128, 255),
+            font=_font(18),
+        )
+    return drawn

@@ -21,7 +21,6 @@ every stage sees exactly the pixels PaddleX's would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,8 +38,7 @@ from pxserve.shared.pipelines.table_recognition import (
     TableRecognition,
 )
 from pxserve.shared.stages import Stage, StageError, StageTable
-from pxserve.workers import pdf_pages as pdf
-from pxserve.workers.doc_preprocessor import preprocessor_of
+from pxserve.workers.document_pages import DocumentParams, DocumentRunner, Page
 from pxserve.workers.layout import LayoutDetector
 from pxserve.workers.ocr import visualize
 from pxserve.workers.ocr.runner import STAGES as OCR_STAGES
@@ -76,45 +74,21 @@ class AssembleParams(BaseModel):
     children: list[dict[str, Any]] = []  # [GeneralOCR's result, each table's structure]
 
 
-class DocumentParams(BaseModel):
-    data_info: dict[str, Any]
-    children: list[dict[str, Any]] = []
+class TableRunner(DocumentRunner):
+    results_key = "tableRecResults"
 
-
-@dataclass
-class Page:
-    slot: int
-    task: Task
-    params: TableParams
-    image: np.ndarray  # BGR, upright once preprocessed
-    data_info: dict[str, Any] | None  # set for a whole-image request
-    doc: dict[str, Any] | None = None
-    unchanged: bool = True  # still the request's file as sent (children may read the parent's payload)
-    layout: dict[str, Any] | None = None
-    boxes: list[list[float]] = field(default_factory=list)
-
-
-class TableRunner:
     def __init__(
         self, models: dict[str, LoadedModel], pipeline: TableRecognition, context: RunnerContext
     ) -> None:
+        super().__init__(pipeline, context)
         structure = models[STRUCTURE]
         self.structure = TableStructureModel(structure.backend, structure.model)
         layout = models.get(LAYOUT)
         self.layout = LayoutDetector(layout.backend, layout.model) if layout is not None else None
-        self.preprocessor = preprocessor_of(context)
         ocr = context.subs.get(OCR_PIPELINE)
         self.ocr: OcrRunner | None = getattr(ocr, "own", ocr)  # type: ignore[assignment]
         self.ocr_stage = context.inside(OCR_PIPELINE).stage_name
-        self.stage_name = context.stage_name
-        self.cancelled = context.cancelled
-        self.beat = context.beat
-        serving = pipeline.config.Serving
-        self.visualize_default = serving.visualize
-        self.use_doc_preprocessor = pipeline.setting("use_doc_preprocessor", True)
         self.use_layout = pipeline.setting("use_layout_detection", True) and self.layout is not None
-        self.max_pdf_pages = pipeline.max_pdf_pages
-        self.page_limits = pdf.PageLimits(serving.max_pixels, serving.max_side)
 
     def run(self, tasks: list[Task]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(tasks)
@@ -150,51 +124,25 @@ class TableRunner:
         return [o for o in outcomes if o is not None]
 
     # -- reading a page --------------------------------------------------------------
-    def image_page(self, slot: int, task: Task, params: TableParams) -> Page:
-        image = decode_bgr(task.image)
-        height, width = image.shape[:2]
-        return Page(slot, task, params, image, {"width": width, "height": height, "type": "image"})
-
-    def pdf_page(self, slot: int, task: Task, params: TableParams) -> Page:
-        return Page(
-            slot, task, params, pdf.render_one(task.image, int(params.page or 0), self.page_limits), None
-        )
-
-    def split_pdf(self, slot: int, task: Task, params: TableParams) -> Outcome:
-        return pdf.fan_out_pages(
-            task,
-            params.max_pages or self.max_pdf_pages,
-            self.page_limits,
-            lambda i: STAGES["page"].task(
-                params.model_copy(update={"page": i}), PARENT_PAYLOAD, self.stage_name
-            ),
-            lambda info: STAGES["document"].task(DocumentParams(data_info=info), b"", self.stage_name),
-        )
-
     def _find_tables(self, pages: list[Page]) -> list[Page]:
         """Turn each page upright and find its tables (the whole page when layout is off)."""
         for page in pages:
-            if self.preprocessor is not None:
-                orientation = self.preprocessor.resolve(
-                    page.params.doc_orientation, page.params.doc_unwarping, self.use_doc_preprocessor
-                )
-                if orientation is not None:
-                    done = self.preprocessor.preprocess([page.image], orientation)[0]
-                    page.doc, page.image = done.result(), done.image
-                    page.unchanged = done.angle in (-1, 0)
+            self.upright(page)
             use_layout = self.use_layout if page.params.layout is None else page.params.layout
             height, width = page.image.shape[:2]
             if use_layout and self.layout is not None:
                 page.layout = self.layout.detect(page.image)
                 self.beat()
-                page.boxes = [b["coordinate"] for b in page.layout["boxes"] if b["label"].lower() == "table"]
+                page.regions = [
+                    b["coordinate"] for b in page.layout["boxes"] if b["label"].lower() == "table"
+                ]
             else:
-                page.boxes = [[0, 0, width - 1, height - 1]]
+                page.regions = [[0, 0, width - 1, height - 1]]
         return pages
 
     def _fan_out(self, page: Page) -> Outcome:
         params = page.params
-        whole_file = page.unchanged and page.data_info is not None
+        whole_file = page.whole_file
         encoded: list[bytes] = []
 
         def png() -> bytes:  # the upright page, encoded once if a child needs it
@@ -216,7 +164,7 @@ class TableRunner:
         )
         children = [ocr_task]
         height, width = page.image.shape[:2]
-        for box in page.boxes:
+        for box in page.regions:
             x0, y0, x1, y1 = (int(v) for v in box)
             whole = (x0, y0, x1, y1) == (0, 0, width - 1, height - 1)
             if whole and whole_file:
@@ -226,9 +174,9 @@ class TableRunner:
             else:
                 payload = encode_png(page.image[y0:y1, x0:x1])
             children.append(STAGES["structure"].task(structure, payload, self.stage_name))
-        visualize = self.visualize_default if params.visualize is None else params.visualize
+        visualize = self.visualize(params)
         then = AssembleParams(
-            boxes=page.boxes,
+            boxes=page.regions,
             page_size=(height, width),
             model_settings={
                 "use_doc_preprocessor": page.doc is not None,
@@ -288,13 +236,8 @@ class TableRunner:
             page = decode_bgr(task.image)
             images = _output_images(page, tables, params.layout_det_res, ocr_entry.get("ocrImage"))
             input_image = visualize.to_jpeg_base64(visualize.bgr_to_image(page))
-        result = {"prunedResult": pruned, "outputImages": images, "inputImage": input_image}
-        if params.data_info is None:
-            return result
-        return {"tableRecResults": [result], "dataInfo": params.data_info}
-
-    def document(self, slot: int, task: Task, params: DocumentParams) -> dict[str, Any]:
-        return {"tableRecResults": params.children, "dataInfo": params.data_info}
+        entry = {"prunedResult": pruned, "outputImages": images, "inputImage": input_image}
+        return self.wrap(entry, params.data_info)
 
 
 def _table_result(
@@ -336,12 +279,7 @@ def _output_images(
 
     images: dict[str, str] = {}
     if layout is not None:
-        drawn = visualize.bgr_to_image(page)
-        draw = ImageDraw.Draw(drawn)
-        for region in layout["boxes"]:
-            draw.rectangle([int(v) for v in region["coordinate"]], outline=(0, 128, 255), width=3)
-            draw.text([int(v) for v in region["coordinate"][:2]], region["label"], fill=(0, 128, 255))
-        images["layout_det_res"] = visualize.to_jpeg_base64(drawn)
+        images["layout_det_res"] = visualize.to_jpeg_base64(visualize.draw_regions(page, layout))
     if ocr_image:
         images["ocr_res_img"] = ocr_image
     if tables:
@@ -372,3 +310,4 @@ STAGES = StageTable(  # the first is what a task with no stage runs
     Stage("assemble", AssembleParams, "match the page's lines to each table's cells", TableRunner.assemble),
     Stage("document", DocumentParams, "a PDF's result from its pages' results", TableRunner.document),
 )
+TableRunner.STAGES = STAGES
