@@ -16,7 +16,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from pxserve.shared.messages import Task
+from pxserve.shared.errors import RequestError
+from pxserve.shared.messages import Outcome, Task
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -61,3 +62,18 @@ class StageTable:
 
     def __iter__(self):
         return iter(self._stages.values())
+
+    def handle(self, runner: Any, slot: int, task: Task, label: str) -> tuple[Any, BaseModel | None]:
+        """Run ``task``'s stage on ``runner``: (what its handler gave, the parameters it read).
+
+        A file that cannot be read is the client's error (its status); a stage that does
+        not exist or parameters that do not fit it are the server's (500, ``label``: why).
+        """
+        try:
+            stage = self[task.stage]
+            params = stage.read(task)
+            return stage.handler(runner, slot, task, params), params
+        except RequestError as exc:
+            return Outcome.failure(task.request_id, exc.status, exc.message), None
+        except StageError as exc:
+            return Outcome.failure(task.request_id, 500, f"{label}: {exc}"), None

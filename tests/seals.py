@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 from importlib import resources
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -59,3 +60,23 @@ def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+CASES = {  # file name -> (ring text, centre text, arc in degrees)
+    "seal_contract.png": ("上海市浦江科技有限公司", "合同专用章", 200.0),
+    "seal_finance.png": ("北京文档服务股份有限公司", "财务专用章", 240.0),
+}
+
+
+def save_all(folder: Path) -> None:
+    """Write the seal images the tests use (for recording PaddleX's answers on them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (ring, centre, arc) in CASES.items():
+        (folder / name).write_bytes(png(seal(ring, centre, cjk=True, arc=arc)))
+    (folder / "seal_no_text.png").write_bytes(png(seal("", "", cjk=True)))
+
+
+if __name__ == "__main__":
+    import sys
+
+    save_all(Path(sys.argv[1]))

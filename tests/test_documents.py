@@ -11,9 +11,10 @@ Correctness:
   the stage is proved on what it is for: pages turned by 90, 180 and 270
   degrees come back upright, and /ocr then reads them as PaddleX reads the
   upright page;
-* seals: the seal detector is ONNX-only too, so seals drawn with known text
-  (tests/seals.py: a company name around the ring, a line under the star)
-  must be read back.
+* seals (drawn with known text, tests/seals.py: a company name around the
+  ring, a line under the star): the same polygons and texts as PaddleX 3.4.3
+  on the same weights (benchmarks/paddlex_seal_reference.py converts the
+  ONNX-only detector for PaddleX), and the seal's own text.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from PIL import Image
 from test_ocr import DATA, b64, b64_file, reference
 
 TABLES = Path(__file__).parent / "data" / "tables"
+SEAL_DATA = Path(__file__).parent / "data" / "seals"
 SERVING = {"instances_per_device": 2, "cpu_threads": 1, "max_pdf_pages": 3}
 
 
@@ -138,6 +140,8 @@ def similarity(texts: list[str], expected: list[str]) -> float:
 # -- doc_preprocessor ---------------------------------------------------------------------
 @pytest.mark.slow
 def test_pages_turned_any_way_come_back_upright(docs: Server) -> None:
+    # The classifier exists only as ONNX: it runs on ONNX Runtime beside the Paddle models, said once.
+    assert "PP-LCNet_x1_0_doc_ori exists only as inference.onnx; it runs on ONNX Runtime" in docs.logs()
     upright = np.asarray(Image.open(DATA / "page_top.jpg").convert("RGB")).astype(int)
     for angle in (0, 90, 180, 270):
         body = result(
@@ -332,23 +336,40 @@ def seal_pages(response: requests.Response) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_seals_curved_text_is_read_straight(docs: Server) -> None:
+def test_seals_read_as_paddlex_reads_them(docs: Server) -> None:
+    """PaddleX 3.4.3 on the same detector weights (converted to Paddle: PaddleX cannot run
+    the ONNX file) and recognizer: the same polygons and texts, and the text is the seal's."""
+    for name, (ring, centre, _) in seals.CASES.items():
+        recorded = json.loads((SEAL_DATA / f"{name}.paddlex.json").read_text())["pages"][0]
+        (page,) = seal_pages(post(docs, "/seal-recognition", {"file": b64_file(SEAL_DATA / name)}))
+        pruned = page["prunedResult"]
+        assert set(pruned) == set(recorded)
+        assert pruned["model_settings"] == recorded["model_settings"]
+        (seal,), (expected,) = pruned["seal_res_list"], recorded["seal_res_list"]
+        assert set(seal) == set(expected)
+        assert seal["text_type"] == expected["text_type"] == "seal"
+        assert seal["text_det_params"] == expected["text_det_params"]
+        assert [len(p) for p in seal["dt_polys"]] == [len(p) for p in expected["dt_polys"]]
+        for ours, theirs in zip(seal["dt_polys"], expected["dt_polys"], strict=True):
+            assert np.abs(np.array(ours) - np.array(theirs)).max() <= 2
+        assert len(seal["dt_polys"][0]) > 4  # the ring's text is a polygon, not a box
+        assert seal["rec_texts"] == expected["rec_texts"] == [ring, centre]
+        assert np.allclose(seal["rec_scores"], expected["rec_scores"], atol=0.02)  # straightened differently
+        for box, poly in zip(seal["rec_boxes"], seal["rec_polys"], strict=True):
+            xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+            assert box == [min(xs), min(ys), max(xs), max(ys)]
+    (page,) = seal_pages(post(docs, "/seal-recognition", {"file": b64_file(SEAL_DATA / "seal_no_text.png")}))
+    recorded = json.loads((SEAL_DATA / "seal_no_text.png.paddlex.json").read_text())["pages"][0]
+    assert page["prunedResult"]["seal_res_list"] == recorded["seal_res_list"]  # empty, PaddleX's keys
+
+
+@pytest.mark.slow
+def test_curved_text_is_read_straight_at_any_arc(docs: Server) -> None:
     for ring, centre in SEALS:
-        for arc in (200, 240):
+        for arc in (180, 220, 250):
             image = seals.seal(ring, centre, cjk=True, arc=arc)
             (page,) = seal_pages(post(docs, "/seal-recognition", {"file": b64(seals.png(image))}))
-            pruned = page["prunedResult"]
-            assert pruned["model_settings"] == {"use_doc_preprocessor": False, "use_layout_detection": False}
-            (seal,) = pruned["seal_res_list"]
-            assert seal["text_type"] == "seal"
-            assert seal["rec_texts"] == [ring, centre], (arc, seal["rec_texts"])
-            assert len(seal["dt_polys"][0]) > 4  # the ring's text is a polygon, not a box
-            assert (
-                seal["text_det_params"]["limit_side_len"] == 736 and seal["text_det_params"]["thresh"] == 0.2
-            )
-            for box, poly in zip(seal["rec_boxes"], seal["rec_polys"], strict=True):
-                xs, ys = [p[0] for p in poly], [p[1] for p in poly]
-                assert box == [min(xs), min(ys), max(xs), max(ys)]
+            assert page["prunedResult"]["seal_res_list"][0]["rec_texts"] == [ring, centre], arc
 
 
 @pytest.mark.slow
@@ -381,3 +402,23 @@ def test_seal_settings_layout_pdfs_and_bad_input(docs: Server) -> None:
         refused = post(docs, "/seal-recognition", {"file": bad})
         assert refused.status_code == 422, refused.text
     assert docs.process.poll() is None and len(docs.workers()) == 2
+
+
+# -- PP-OCRv5 -------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ppocrv5_config_reads_on_both_engines(work_dir: Path) -> None:
+    """The shipped OCR_PP-OCRv5 config: PaddleX's own v5 exports, on Paddle (whose oneDNN
+    cannot run them: they run again without it, said once) and on ONNX Runtime."""
+    expected = reference("page_region.jpg")["rec_texts"]
+    config = shipped_config(work_dir, "OCR_PP-OCRv5", {"instances_per_device": 1})
+    for flags in ([], ["--use_hpip"]):
+        server = start_server(config, work_dir, *flags)
+        try:
+            payload = {"file": b64_file(DATA / "page_region.jpg"), "useTextlineOrientation": False}
+            texts = result(post(server, "/ocr", payload))["ocrResults"][0]["prunedResult"]["rec_texts"]
+            assert similarity(texts, expected) > 0.9, texts
+            assert any(" " in line for line in texts)  # v5 keeps the spaces between words
+            if not flags:
+                assert "running it without oneDNN" in server.logs()
+        finally:
+            stop_and_check_clean(server)

@@ -24,6 +24,7 @@ more for each new shape. Measured on PP-OCRv4's detector on this project's
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +32,8 @@ import numpy as np
 
 from pxserve.shared.devices import Device
 from pxserve.shared.model_dir import ModelDir
+
+log = logging.getLogger("pxserve.backends")
 
 
 class BackendError(RuntimeError):
@@ -102,18 +105,28 @@ class PaddleBackend:
     name = "paddle"
 
     def __init__(self, model: ModelDir, options: BackendOptions) -> None:
-        from paddle import inference
-
         if model.program is None or model.params is None:
             raise BackendError(
                 f"{model.path} holds only inference.onnx; serve it with --use_hpip (ONNX Runtime)"
             )
-        config = inference.Config(str(model.program), str(model.params))
         if options.device.kind == "gpu":
             import paddle
 
             if not paddle.device.is_compiled_with_cuda():
                 raise BackendError("this Paddle build has no CUDA support; install paddlepaddle-gpu")
+        self._model, self._options = model, options
+        # Paddle 3.3 turns oneDNN on for PIR programs by itself, and its oneDNN pass cannot
+        # run some of them (PaddleX's PP-OCRv5 exports: "ConvertPirAttribute2RuntimeAttribute
+        # not support"); such a model is loaded again without oneDNN, the first time it fails.
+        self._may_drop_onednn = options.device.kind == "cpu" and not model.is_legacy_program
+        self._load(onednn=True)
+
+    def _load(self, onednn: bool) -> None:
+        from paddle import inference
+
+        model, options = self._model, self._options
+        config = inference.Config(str(model.program), str(model.params))
+        if options.device.kind == "gpu":
             config.enable_use_gpu(256, 0)  # the worker sees only its own card, as device 0
         else:
             config.disable_gpu()
@@ -128,6 +141,8 @@ class PaddleBackend:
                 # Reuses buffers within a run (a page's peak: 2.4 -> 0.8 GB);
                 # Paddle 3.3 has no such pass for PIR programs.
                 config.enable_memory_optim()
+            elif not onednn:
+                config.disable_mkldnn()
         config.disable_glog_info()
         config.switch_ir_optim(True)
         try:
@@ -139,10 +154,31 @@ class PaddleBackend:
         self._input = self._predictor.get_input_handle(self.input_names[0])
         self._output = self._predictor.get_output_handle(self.output_names[0])
 
+    def _run(self) -> None:
+        try:
+            self._predictor.run()
+        except Exception as exc:
+            if not self._may_drop_onednn:
+                raise
+            log.warning(
+                "%s: Paddle's oneDNN cannot run this model (%s); running it without oneDNN",
+                self._model.model_name,
+                str(exc).splitlines()[0][:160],
+            )
+            self._may_drop_onednn = False
+            inputs = {n: self._predictor.get_input_handle(n).copy_to_cpu() for n in self.input_names}
+            self._load(onednn=False)
+            for name, value in inputs.items():
+                handle = self._predictor.get_input_handle(name)
+                handle.reshape(list(value.shape))
+                handle.copy_from_cpu(value)
+            self._predictor.run()
+        self._may_drop_onednn = False  # it ran: oneDNN (or not) is settled for this model
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-        self._predictor.run()
+        self._run()
         output = self._output.copy_to_cpu()
         if batch.size >= RELEASE_ABOVE_VALUES:
             self._release()
@@ -155,7 +191,7 @@ class PaddleBackend:
             handle = self._predictor.get_input_handle(name)
             handle.reshape(list(value.shape))
             handle.copy_from_cpu(np.ascontiguousarray(value))
-        self._predictor.run()
+        self._run()
         outputs = [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
         if sum(v.size for v in inputs.values()) >= RELEASE_ABOVE_VALUES:
             self._release()

@@ -19,25 +19,16 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import BaseModel
 
-from pxserve.shared.errors import RequestError
-from pxserve.shared.messages import PARENT_PAYLOAD, Outcome, Task
+from pxserve.shared.messages import Outcome, Task
 from pxserve.shared.pipelines import LoadedModel, RunnerContext
 from pxserve.shared.pipelines.doc_preprocessor import SUB_PIPELINE, DocParams, DocPreprocessor
-from pxserve.shared.stages import Stage, StageError, StageTable
+from pxserve.shared.stages import Stage, StageTable
 from pxserve.workers import pdf_pages as pdf
 from pxserve.workers.page_images import decode_bgr, png_base64, rotate
 from pxserve.workers.preprocess import Preprocessor
 
 DEFAULT_ANGLES = (0, 90, 180, 270)
-
-
-class DocumentParams(BaseModel):
-    """A PDF whose pages were turned: its dataInfo, and each page's entry."""
-
-    data_info: dict[str, Any]
-    children: list[dict[str, Any]] = []
 
 
 @dataclass(frozen=True)
@@ -102,14 +93,7 @@ class DocPreprocessorRunner:
         outcomes: list[Outcome | None] = [None] * len(tasks)
         pages: list[tuple[int, Task, DocParams, np.ndarray, dict[str, Any] | None]] = []
         for slot, task in enumerate(tasks):
-            try:
-                stage = STAGES[task.stage]
-                params = stage.read(task)
-                item = stage.handler(self, slot, task, params)
-            except RequestError as exc:
-                item = Outcome.failure(task.request_id, exc.status, exc.message)
-            except StageError as exc:
-                item = Outcome.failure(task.request_id, 500, f"doc_preprocessor: {exc}")
+            item, params = STAGES.handle(self, slot, task, "doc_preprocessor")
             if isinstance(item, tuple):
                 pages.append((slot, task, params, *item))
             elif isinstance(item, dict):
@@ -143,17 +127,10 @@ class DocPreprocessorRunner:
         return pdf.render_one(task.image, int(params.page or 0), self.page_limits), None
 
     def split_pdf(self, slot: int, task: Task, params: DocParams) -> Outcome:
-        return pdf.fan_out_pages(
-            task,
-            params.max_pages or self.max_pdf_pages,
-            self.page_limits,
-            lambda i: STAGES["page"].task(
-                params.model_copy(update={"page": i}), PARENT_PAYLOAD, self.stage_name
-            ),
-            lambda info: STAGES["document"].task(DocumentParams(data_info=info), b"", self.stage_name),
-        )
+        max_pages = params.max_pages or self.max_pdf_pages
+        return pdf.split_by_stages(task, params, STAGES, self.stage_name, max_pages, self.page_limits)
 
-    def document(self, slot: int, task: Task, params: DocumentParams) -> dict[str, Any]:
+    def document(self, slot: int, task: Task, params: pdf.DocumentParams) -> dict[str, Any]:
         return {"docPreprocessingResults": params.children, "dataInfo": params.data_info}
 
 
@@ -196,6 +173,9 @@ STAGES = StageTable(
         DocPreprocessorRunner.pdf_page,
     ),
     Stage(
-        "document", DocumentParams, "a PDF's result from its pages' results", DocPreprocessorRunner.document
+        "document",
+        pdf.DocumentParams,
+        "a PDF's result from its pages' results",
+        DocPreprocessorRunner.document,
     ),
 )

@@ -15,21 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel
 
-from pxserve.shared.messages import PARENT_PAYLOAD, Outcome, Task
+from pxserve.shared.messages import Outcome, Task
 from pxserve.shared.pipelines import Pipeline, RunnerContext
 from pxserve.shared.stages import StageTable
 from pxserve.workers import pdf_pages as pdf
 from pxserve.workers.doc_preprocessor import preprocessor_of
 from pxserve.workers.page_images import decode_bgr
-
-
-class DocumentParams(BaseModel):
-    """A PDF whose pages were read: its dataInfo, and each page's result."""
-
-    data_info: dict[str, Any]
-    children: list[dict[str, Any]] = []
+from pxserve.workers.pdf_pages import DocumentParams
 
 
 @dataclass
@@ -82,15 +75,9 @@ class DocumentRunner:
         )
 
     def split_pdf(self, slot: int, task: Task, params: Any) -> Outcome:
-        stages = type(self).STAGES
-        return pdf.fan_out_pages(
-            task,
-            params.max_pages or self.max_pdf_pages,
-            self.page_limits,
-            lambda i: stages["page"].task(
-                params.model_copy(update={"page": i}), PARENT_PAYLOAD, self.stage_name
-            ),
-            lambda info: stages["document"].task(DocumentParams(data_info=info), b"", self.stage_name),
+        max_pages = params.max_pages or self.max_pdf_pages
+        return pdf.split_by_stages(
+            task, params, type(self).STAGES, self.stage_name, max_pages, self.page_limits
         )
 
     def document(self, slot: int, task: Task, params: DocumentParams) -> dict[str, Any]:

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from pxserve.shared.errors import RequestError
-from pxserve.shared.messages import FanOut, Outcome, Task
+from pxserve.shared.messages import PARENT_PAYLOAD, FanOut, Outcome, Task
+from pxserve.shared.stages import StageTable
 
 RENDER_SCALE = 2.0  # PaddleX renders PDF pages at scale 2 (72 dpi -> 144 dpi)
 POINTS_PER_INCH = 72.0
@@ -150,3 +152,30 @@ def fan_out_pages(
         document.close()
     info = {"numPages": count, "pages": [{"width": w, "height": h} for w, h in sizes], "type": "pdf"}
     return Outcome.fan_out(task.request_id, FanOut([page_task(i) for i in range(count)], document_task(info)))
+
+
+class DocumentParams(BaseModel):
+    """A PDF whose pages were read: its dataInfo, and each page's result (the engine fills in
+    ``children``). The parameters of every pipeline's ``document`` stage."""
+
+    data_info: dict[str, Any]
+    children: list[dict[str, Any]] = []
+
+
+def split_by_stages(
+    task: Task,
+    params: BaseModel,
+    stages: StageTable,
+    stage_name: Callable[[str], str],
+    max_pages: int,
+    limits: PageLimits,
+) -> Outcome:
+    """:func:`fan_out_pages` for a runner whose stages are called ``page`` and ``document``:
+    each page task is ``params`` with its ``page`` set, on the PDF payload."""
+    return fan_out_pages(
+        task,
+        max_pages,
+        limits,
+        lambda i: stages["page"].task(params.model_copy(update={"page": i}), PARENT_PAYLOAD, stage_name),
+        lambda info: stages["document"].task(DocumentParams(data_info=info), b"", stage_name),
+    )

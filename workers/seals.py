@@ -15,12 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from pxserve.shared.errors import RequestError
 from pxserve.shared.messages import PARENT_PAYLOAD, FanOut, Outcome, Task
 from pxserve.shared.pipelines import LoadedModel, RunnerContext
 from pxserve.shared.pipelines.ocr import OcrParams
 from pxserve.shared.pipelines.seal_recognition import LAYOUT, OCR_PIPELINE, SealParams, SealRecognition
-from pxserve.shared.stages import Stage, StageError, StageTable
+from pxserve.shared.stages import Stage, StageTable
 from pxserve.workers import layout as layouts
 from pxserve.workers.document_pages import DocumentParams, DocumentRunner, Page
 from pxserve.workers.ocr import visualize
@@ -62,17 +61,11 @@ class SealRunner(DocumentRunner):
     def run(self, tasks: list[Task]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for slot, task in enumerate(tasks):
-            try:
-                stage = STAGES[task.stage]
-                item = stage.handler(self, slot, task, stage.read(task))
-                if isinstance(item, Page):
-                    item = self._fan_out(item)
-                elif isinstance(item, dict):
-                    item = Outcome.success(task.request_id, item)
-            except RequestError as exc:
-                item = Outcome.failure(task.request_id, exc.status, exc.message)
-            except StageError as exc:
-                item = Outcome.failure(task.request_id, 500, f"seal_recognition: {exc}")
+            item, _ = STAGES.handle(self, slot, task, "seal_recognition")
+            if isinstance(item, Page):
+                item = self._fan_out(item)
+            elif isinstance(item, dict):
+                item = Outcome.success(task.request_id, item)
             outcomes.append(item)
         return outcomes
 

@@ -16,31 +16,24 @@ Other pipelines (OCR, table_recognition, seal_recognition) list it as
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field
 
 from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
 from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+from pxserve.shared.pipelines._document_requests import FileRequest
 
 ORIENTATION, UNWARPING = "DocOrientationClassify", "DocUnwarping"
 SUB_PIPELINE = "DocPreprocessor"  # the SubPipelines name other pipelines give it
 NO_UNWARPING = "document unwarping (UVDoc) is not served by pxserve; send false or leave it out"
 
 
-class DocPreprocessorRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    file: str = Field(
-        description="Base64 of an image or PDF file, or a URL", json_schema_extra={"minLength": 1}
-    )
-    fileType: Literal[0, 1] | None = Field(default=None, description="0: PDF, 1: image; null: from the bytes")
-    useDocOrientationClassify: StrictBool | None = None
-    useDocUnwarping: StrictBool | None = None
-    visualize: StrictBool | None = None
+class DocPreprocessorRequest(FileRequest):
+    """Only the shared fields: the file, the two switches, visualize."""
 
 
 class DocParams(BaseModel):

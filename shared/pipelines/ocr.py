@@ -13,15 +13,16 @@ Result: ``ocrResults`` (one per image or PDF page, each with PaddleX's
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
 from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+from pxserve.shared.pipelines._document_requests import DetectionOverrides, FileRequest, TextDetectionFields
 from pxserve.shared.pipelines.doc_preprocessor import SUB_PIPELINE, check_switches
 
 log = logging.getLogger("pxserve.pipelines.ocr")
@@ -31,38 +32,9 @@ TEXT_TYPES = ("general", "seal")  # seal: curved text, detected as polygons and 
 DETECTION_KEYS = ("limit_side_len", "limit_type", "max_side_limit", "thresh", "box_thresh", "unclip_ratio")
 
 
-class OcrRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    file: str = Field(
-        description="Base64 of an image or PDF file, or an http(s) URL where URL inputs are enabled",
-        json_schema_extra={"minLength": 1},
-    )
-    fileType: Literal[0, 1] | None = Field(default=None, description="0: PDF, 1: image; null: from the bytes")
-    useDocOrientationClassify: StrictBool | None = None
-    useDocUnwarping: StrictBool | None = None
+class OcrRequest(FileRequest, TextDetectionFields):
     useTextlineOrientation: StrictBool | None = None
-    textDetLimitSideLen: StrictInt | None = Field(default=None, gt=0, le=16384)
-    textDetLimitType: Literal["min", "max"] | None = None
-    textDetThresh: float | None = Field(default=None, ge=0, le=1)
-    textDetBoxThresh: float | None = Field(default=None, ge=0, le=1)
-    textDetUnclipRatio: float | None = Field(default=None, gt=0, le=10)
-    textRecScoreThresh: float | None = Field(default=None, ge=0, le=1)
     returnWordBox: StrictBool | None = None
-    visualize: StrictBool | None = None
-
-
-class DetectionOverrides(BaseModel):
-    """A request's detection settings; what it leaves out comes from the config."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    limit_side_len: int | None = None
-    limit_type: str | None = None
-    thresh: float | None = None
-    max_side_limit: int | None = None
-    box_thresh: float | None = None
-    unclip_ratio: float | None = None
 
 
 class OcrParams(BaseModel):
@@ -102,7 +74,9 @@ class PrunedResult(BaseModel):
     dt_polys: list[list[list[int]]] = Field(description="Detected quadrilaterals, in reading order")
     text_det_params: TextDetParams
     text_type: str
-    textline_orientation_angles: list[int] = Field(description="0 or 180 per detected line; -1 when off")
+    textline_orientation_angles: list[int] | None = Field(
+        default=None, description="0 or 180 per detected line; -1 when off; absent when no line was found"
+    )
     text_rec_score_thresh: float
     return_word_box: bool
     rec_texts: list[str]
@@ -210,13 +184,7 @@ class Ocr(Pipeline):
     def params_of(request: OcrRequest) -> OcrParams:
         """The request's settings; what it leaves out the worker takes from the config."""
         return OcrParams(
-            det=DetectionOverrides(
-                limit_side_len=request.textDetLimitSideLen,
-                limit_type=request.textDetLimitType,
-                thresh=request.textDetThresh,
-                box_thresh=request.textDetBoxThresh,
-                unclip_ratio=request.textDetUnclipRatio,
-            ),
+            det=request.detection(),
             doc_orientation=request.useDocOrientationClassify,
             doc_unwarping=request.useDocUnwarping,
             orientation=request.useTextlineOrientation,

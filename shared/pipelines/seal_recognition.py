@@ -30,23 +30,16 @@ from pxserve.shared.errors import invalid
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
 from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+from pxserve.shared.pipelines._document_requests import DetectionOverrides, FileRequest
 from pxserve.shared.pipelines.doc_preprocessor import check_switches
-from pxserve.shared.pipelines.ocr import DetectionOverrides, Ocr
+from pxserve.shared.pipelines.ocr import Ocr
 
 LAYOUT = "LayoutDetection"
 OCR_PIPELINE = "SealOCR"
 MERGE_MODES = ("large", "small", "union")
 
 
-class SealRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    file: str = Field(
-        description="Base64 of an image or PDF file, or a URL", json_schema_extra={"minLength": 1}
-    )
-    fileType: Literal[0, 1] | None = Field(default=None, description="0: PDF, 1: image; null: from the bytes")
-    useDocOrientationClassify: StrictBool | None = None
-    useDocUnwarping: StrictBool | None = None
+class SealRequest(FileRequest):
     useLayoutDetection: StrictBool | None = None
     layoutThreshold: float | None = Field(default=None, ge=0, le=1)
     layoutNms: StrictBool | None = None
@@ -58,7 +51,6 @@ class SealRequest(BaseModel):
     sealDetBoxThresh: float | None = Field(default=None, ge=0, le=1)
     sealDetUnclipRatio: float | None = Field(default=None, gt=0, le=10)
     sealRecScoreThresh: float | None = Field(default=None, ge=0, le=1)
-    visualize: StrictBool | None = None
 
 
 class LayoutOptions(BaseModel):

@@ -21,41 +21,27 @@ the HTTP API cannot hand in OCR results), the text detection settings and
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
 from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+from pxserve.shared.pipelines._document_requests import DetectionOverrides, FileRequest, TextDetectionFields
 from pxserve.shared.pipelines.doc_preprocessor import check_switches
-from pxserve.shared.pipelines.ocr import DetectionOverrides, Ocr
+from pxserve.shared.pipelines.ocr import Ocr
 
 STRUCTURE, LAYOUT = "TableStructureRecognition", "LayoutDetection"
 OCR_PIPELINE = "GeneralOCR"
 
 
-class TableRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    file: str = Field(
-        description="Base64 of an image or PDF file, or a URL", json_schema_extra={"minLength": 1}
-    )
-    fileType: Literal[0, 1] | None = Field(default=None, description="0: PDF, 1: image; null: from the bytes")
-    useDocOrientationClassify: StrictBool | None = None
-    useDocUnwarping: StrictBool | None = None
+class TableRequest(FileRequest, TextDetectionFields):
     useLayoutDetection: StrictBool | None = None
     useOcrModel: StrictBool | None = None
-    textDetLimitSideLen: StrictInt | None = Field(default=None, gt=0, le=16384)
-    textDetLimitType: Literal["min", "max"] | None = None
-    textDetThresh: float | None = Field(default=None, ge=0, le=1)
-    textDetBoxThresh: float | None = Field(default=None, ge=0, le=1)
-    textDetUnclipRatio: float | None = Field(default=None, gt=0, le=10)
-    textRecScoreThresh: float | None = Field(default=None, ge=0, le=1)
     useOcrResultsWithTableCells: StrictBool = False
-    visualize: StrictBool | None = None
 
 
 class TableParams(BaseModel):
@@ -151,13 +137,7 @@ class TableRecognition(Pipeline):
             doc_orientation=request.useDocOrientationClassify,
             doc_unwarping=request.useDocUnwarping,
             layout=request.useLayoutDetection,
-            det=DetectionOverrides(
-                limit_side_len=request.textDetLimitSideLen,
-                limit_type=request.textDetLimitType,
-                thresh=request.textDetThresh,
-                box_thresh=request.textDetBoxThresh,
-                unclip_ratio=request.textDetUnclipRatio,
-            ),
+            det=request.detection(),
             score_thresh=request.textRecScoreThresh,
             cells_ocr=request.useOcrResultsWithTableCells,
             visualize=request.visualize,

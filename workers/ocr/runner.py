@@ -133,13 +133,6 @@ class AssembleParams(OcrParams):
     children: list[dict[str, Any]] = []  # LinesAnswer of each group, filled in by the engine
 
 
-class DocumentParams(BaseModel):
-    """A PDF whose pages were read: its dataInfo, and each page's result."""
-
-    data_info: dict[str, Any]
-    children: list[dict[str, Any]] = []
-
-
 @dataclass
 class Page:
     """One image or PDF page going through detection."""
@@ -334,15 +327,8 @@ class OcrRunner:
 
     def split_pdf(self, slot: int, task: Task, params: OcrParams) -> Outcome:
         """Check the whole file, then one ``page`` task per page for any worker."""
-        return pdf.fan_out_pages(
-            task,
-            params.max_pages or self.defaults.max_pdf_pages,
-            self.page_limits,
-            lambda i: STAGES["page"].task(
-                params.model_copy(update={"page": i}), PARENT_PAYLOAD, self.stage_name
-            ),
-            lambda info: STAGES["document"].task(DocumentParams(data_info=info), b"", self.stage_name),
-        )
+        max_pages = params.max_pages or self.defaults.max_pdf_pages
+        return pdf.split_by_stages(task, params, STAGES, self.stage_name, max_pages, self.page_limits)
 
     def line_group(self, slot: int, task: Task, params: LinesParams) -> LineGroup:
         crops, offset = [], 0
@@ -511,7 +497,7 @@ class OcrRunner:
         image = decode_bgr(task.image) if options.visualize and len(task.image) else None
         return self._page_result(options, polys, groups, image, params.data_info, params.doc_preprocessor_res)
 
-    def document(self, slot: int, task: Task, params: DocumentParams) -> dict[str, Any]:
+    def document(self, slot: int, task: Task, params: pdf.DocumentParams) -> dict[str, Any]:
         return {"ocrResults": params.children, "dataInfo": params.data_info}
 
     def _page_result(
@@ -546,7 +532,11 @@ class OcrRunner:
             "dt_polys": [p.tolist() for p in polys],
             "text_det_params": options.det.as_result(),
             "text_type": self.defaults.text_type,
-            "textline_orientation_angles": angles if options.use_textline_orientation else [-1] * count,
+        }
+        if count:  # PaddleX leaves the angles out when nothing was detected
+            turned = options.use_textline_orientation
+            pruned["textline_orientation_angles"] = angles if turned else [-1] * count
+        pruned |= {
             "text_rec_score_thresh": options.text_rec_score_thresh,
             "return_word_box": options.return_word_box,
             "rec_texts": [texts[i] for i in keep],
@@ -605,5 +595,5 @@ STAGES = StageTable(  # the first is what a task with no stage runs
     Stage("page", OcrParams, "render one page of the PDF payload, then as image", OcrRunner.pdf_page),
     Stage("lines", LinesParams, "orientation and recognition of a group of line crops", OcrRunner.line_group),
     Stage("assemble", AssembleParams, "one page's result from its line groups' answers", OcrRunner.assemble),
-    Stage("document", DocumentParams, "a PDF's result from its pages' results", OcrRunner.document),
+    Stage("document", pdf.DocumentParams, "a PDF's result from its pages' results", OcrRunner.document),
 )

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from pxserve.shared.errors import RequestError
 from pxserve.shared.messages import PARENT_PAYLOAD, FanOut, Outcome, Task
 from pxserve.shared.pipelines import LoadedModel, RunnerContext
 from pxserve.shared.pipelines.ocr import DetectionOverrides, OcrParams
@@ -37,7 +36,7 @@ from pxserve.shared.pipelines.table_recognition import (
     TableParams,
     TableRecognition,
 )
-from pxserve.shared.stages import Stage, StageError, StageTable
+from pxserve.shared.stages import Stage, StageTable
 from pxserve.workers.document_pages import DocumentParams, DocumentRunner, Page
 from pxserve.workers.layout import LayoutDetector
 from pxserve.workers.ocr import visualize
@@ -95,14 +94,7 @@ class TableRunner(DocumentRunner):
         pages: list[Page] = []
         crops: list[tuple[int, StructureParams, np.ndarray]] = []
         for slot, task in enumerate(tasks):
-            try:
-                stage = STAGES[task.stage]
-                params = stage.read(task)
-                item = stage.handler(self, slot, task, params)
-            except RequestError as exc:
-                item = Outcome.failure(task.request_id, exc.status, exc.message)
-            except StageError as exc:
-                item = Outcome.failure(task.request_id, 500, f"table_recognition: {exc}")
+            item, params = STAGES.handle(self, slot, task, "table_recognition")
             if isinstance(item, Page):
                 pages.append(item)
             elif isinstance(item, np.ndarray):
