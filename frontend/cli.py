@@ -150,9 +150,12 @@ def prepare(args: argparse.Namespace) -> int:
             "--prepare needs --pipeline (a name such as image_classification, a YAML path, or all)"
         )
     hpi = parse_hpi_config(args.hpi_config)  # a bad --hpi_config fails here as it would at --serve
-    names = builtin_pipelines() if args.pipeline == ["all"] else args.pipeline
-    for pipeline in load_pipelines(load_server_config(names)):
-        prepare_models(pipeline, hpi.backend if args.use_hpip else "paddle")
+    # "all": every shipped config on its own (two of them, OCR and OCR_PP-OCRv5, share a
+    # route, so they are never served together, but an image holds both's models).
+    groups = [[name] for name in builtin_pipelines()] if args.pipeline == ["all"] else [args.pipeline]
+    for names in groups:
+        for pipeline in load_pipelines(load_server_config(names)):
+            prepare_models(pipeline, hpi.backend if args.use_hpip else "paddle")
     return 0
 
 

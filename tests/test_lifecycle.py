@@ -104,15 +104,20 @@ def test_prepare_builds_the_onnx_conversion_into_the_cache_and_exits(
 @pytest.mark.slow
 def test_prepare_all_builds_every_shipped_pipelines_embedded_models(tmp_path: Path) -> None:
     """The image's build step names no pipeline: a new one is prepared by itself."""
-    from pxserve.shared.config import builtin_pipelines
+    from pxserve.shared.config import builtin_pipelines, load_pipeline_config
 
     cache = {"PXSERVE_CACHE_DIR": str(tmp_path / "cache")}
     result = run_cli("--prepare", "--pipeline", "all", cwd=tmp_path, env=cache, timeout=600)
     assert result.returncode == 0, result.stderr
     for name in builtin_pipelines():
-        assert f"INFO {name} model " in result.stderr
+        pipeline_name = load_pipeline_config(name).pipeline_name
+        assert f"INFO {pipeline_name} model " in result.stderr
     built = {p.name.rsplit("-v", 1)[0] for p in (tmp_path / "cache" / "models").iterdir()}
-    assert {"EfficientNet-Lite0", "PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec"} <= built
+    assert {
+        "EfficientNet-Lite0", "PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec", "PP-OCRv5_mobile_det",
+        "PP-OCRv5_mobile_rec", "SLANet_plus", "PicoDet_LCNet_x1_0_layout_cdla", "PP-LCNet_x1_0_doc_ori",
+        "PP-OCRv4_mobile_seal_det",
+    } <= built  # fmt: skip
 
 
 def test_a_model_that_cannot_load_stops_startup_cleanly(tmp_path: Path, tiny_model_dir: Path) -> None:
