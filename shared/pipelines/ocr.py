@@ -3,7 +3,10 @@
 Models (SubModules): TextDetection, TextRecognition and, when configured,
 TextLineOrientation. The embedded defaults are PaddleOCR's PP-OCRv4 mobile
 detector and recognizer and its mobile line orientation classifier (see
-workers/ocr_models.py). Request: ``file`` (Base64 or URL) and ``fileType``
+workers/ocr_models.py; PP-OCRv5 mobile and the seal detector are embedded
+too, see workers/doc_models.py). ``SubPipelines.DocPreprocessor`` turns
+pages upright first when asked; ``text_type: seal`` reads curved text
+(polygons, straightened). Request: ``file`` (Base64 or URL) and ``fileType``
 (0 PDF, 1 image, or left out: told apart by the bytes), the stage switches
 and detection/recognition settings; every one is honoured per request.
 Result: ``ocrResults`` (one per image or PDF page, each with PaddleX's
