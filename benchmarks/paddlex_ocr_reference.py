@@ -52,6 +52,16 @@ def pipeline_config(models: Path) -> dict:
     }
 
 
+def without_paths(result: object) -> object:
+    """A result's JSON without ``input_path`` and ``page_index``, at every depth (what PaddleX's
+    serving calls the pruned result)."""
+    if isinstance(result, dict):
+        return {k: without_paths(v) for k, v in result.items() if k not in ("input_path", "page_index")}
+    if isinstance(result, list):
+        return [without_paths(v) for v in result]
+    return result
+
+
 def main() -> int:
     from paddlex import create_pipeline
 

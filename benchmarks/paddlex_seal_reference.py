@@ -26,6 +26,10 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paddlex_ocr_reference import pipeline_config as ocr_config
+from paddlex_ocr_reference import without_paths
+
 ONNX = Path(__file__).resolve().parent.parent / "workers" / "doc_weights" / "seal_det" / "inference.onnx"
 
 
@@ -49,35 +53,27 @@ def pipeline_config(models: Path, detector: Path) -> dict:
         "pipeline_name": "seal_recognition",
         "use_doc_preprocessor": False,
         "use_layout_detection": False,
-        "SubPipelines": {
-            "SealOCR": {
-                "pipeline_name": "OCR",
-                "text_type": "seal",
-                "use_doc_preprocessor": False,
-                "use_textline_orientation": False,
-                "SubModules": {
-                    "TextDetection": {
-                        "module_name": "seal_text_detection",
-                        "model_name": "PP-OCRv4_mobile_seal_det",
-                        "model_dir": str(detector),
-                        "limit_side_len": 736,
-                        "limit_type": "min",
-                        "max_side_limit": 4000,
-                        "thresh": 0.2,
-                        "box_thresh": 0.6,
-                        "unclip_ratio": 0.5,
-                    },
-                    "TextRecognition": {
-                        "module_name": "text_recognition",
-                        "model_name": "PP-OCRv4_mobile_rec",
-                        "model_dir": str(models / "PP-OCRv4_mobile_rec-v1"),
-                        "batch_size": 1,
-                        "score_thresh": 0,
-                    },
-                },
-            }
-        },
+        "SubPipelines": {"SealOCR": seal_ocr(models, detector)},
     }
+
+
+def seal_ocr(models: Path, detector: Path) -> dict:
+    """OCR's recorded config, made PaddleX's SealOCR: seal text, the seal detector and settings."""
+    config = ocr_config(models)
+    config["text_type"] = "seal"
+    config["SubModules"]["TextDetection"] = {
+        "module_name": "seal_text_detection",
+        "model_name": "PP-OCRv4_mobile_seal_det",
+        "model_dir": str(detector),
+        "limit_side_len": 736,
+        "limit_type": "min",
+        "max_side_limit": 4000,
+        "thresh": 0.2,
+        "box_thresh": 0.6,
+        "unclip_ratio": 0.5,
+    }
+    config["SubModules"]["TextRecognition"]["batch_size"] = 1
+    return config
 
 
 def main() -> int:
@@ -92,13 +88,7 @@ def main() -> int:
     for path in inputs:
         pages = []
         for result in pipeline.predict(str(path)):
-            res = dict(result.json["res"])
-            res.pop("input_path", None)
-            res.pop("page_index", None)
-            res["seal_res_list"] = [
-                {k: v for k, v in seal.items() if k not in ("input_path", "page_index")}
-                for seal in res["seal_res_list"]
-            ]
+            res = without_paths(result.json["res"])
             pages.append(res)
         target = path.with_name(path.name + ".paddlex.json")
         target.write_text(json.dumps({"paddlex": "3.4.3", "pages": pages}, ensure_ascii=False, indent=1))

@@ -23,6 +23,10 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paddlex_ocr_reference import pipeline_config as ocr_config
+from paddlex_ocr_reference import without_paths
+
 
 def pipeline_config(models: Path) -> dict:
     return {
@@ -37,45 +41,20 @@ def pipeline_config(models: Path) -> dict:
                 "model_dir": str(models / "SLANet_plus-v1"),
             },
         },
-        "SubPipelines": {
-            "GeneralOCR": {
-                "pipeline_name": "OCR",
-                "text_type": "general",
-                "use_doc_preprocessor": False,
-                "use_textline_orientation": False,
-                "SubModules": {
-                    "TextDetection": {
-                        "module_name": "text_detection",
-                        "model_name": "PP-OCRv4_mobile_det",
-                        "model_dir": str(models / "PP-OCRv4_mobile_det-v1"),
-                        "limit_side_len": 960,
-                        "limit_type": "max",
-                        "max_side_limit": 4000,
-                        "thresh": 0.3,
-                        "box_thresh": 0.6,
-                        "unclip_ratio": 1.5,
-                    },
-                    "TextRecognition": {
-                        "module_name": "text_recognition",
-                        "model_name": "PP-OCRv4_mobile_rec",
-                        "model_dir": str(models / "PP-OCRv4_mobile_rec-v1"),
-                        "batch_size": 1,
-                        "score_thresh": 0,
-                    },
-                },
-            },
-        },
+        "SubPipelines": {"GeneralOCR": general_ocr(models)},
     }
+
+
+def general_ocr(models: Path) -> dict:
+    """OCR's recorded config with PaddleX's table_recognition settings for its GeneralOCR."""
+    config = ocr_config(models)
+    config["SubModules"]["TextDetection"].update(limit_side_len=960, limit_type="max")
+    config["SubModules"]["TextRecognition"]["batch_size"] = 1
+    return config
 
 
 def pruned(result) -> dict:
-    res = dict(result.json["res"])
-    res.pop("input_path", None)
-    res.pop("page_index", None)
-    res["overall_ocr_res"] = {
-        k: v for k, v in res["overall_ocr_res"].items() if k not in ("input_path", "page_index")
-    }
-    return res
+    return without_paths(result.json["res"])
 
 
 def main() -> int:

@@ -50,7 +50,6 @@ class DocumentRunner:
     def __init__(self, pipeline: Pipeline, context: RunnerContext) -> None:
         self.preprocessor = preprocessor_of(context)
         self.stage_name = context.stage_name
-        self.cancelled = context.cancelled
         self.beat = context.beat
         serving = pipeline.config.Serving
         self.visualize_default = serving.visualize

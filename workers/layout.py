@@ -147,13 +147,31 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     return kept
 
 
+NMS_SAME_LABEL, NMS_OTHER_LABEL = 0.6, 0.98  # IoU above which layout_nms drops the lower box
+
+
 def refine(
-    found: dict[str, Any], unclip_ratio: float | tuple[float, float] | None, merge_mode: str | None
+    found: dict[str, Any],
+    nms: bool,
+    unclip_ratio: float | tuple[float, float] | None,
+    merge_mode: str | None,
 ) -> dict[str, Any]:
-    """PaddleX's per-request layout options: grow each box about its centre by
-    ``unclip_ratio`` (one factor, or width and height), and resolve boxes of one label that
-    contain each other: ``large`` keeps the container, ``small`` the contained, ``union`` both."""
-    boxes = [dict(b) for b in found["boxes"]]
+    """PaddleX's per-request layout options: ``nms`` drops a box overlapping a higher-scored
+    one (IoU above 0.6 with the same label, 0.98 with another), ``unclip_ratio`` grows each
+    box about its centre (one factor, or width and height), and ``merge_mode`` resolves boxes
+    of one label that contain each other: ``large`` keeps the container, ``small`` the
+    contained, ``union`` both."""
+    boxes = sorted((dict(b) for b in found["boxes"]), key=lambda b: -b["score"])
+    if nms:
+        kept: list[dict[str, Any]] = []
+        for box in boxes:
+            if all(
+                box_iou(box["coordinate"], other["coordinate"])
+                <= (NMS_SAME_LABEL if box["label"] == other["label"] else NMS_OTHER_LABEL)
+                for other in kept
+            ):
+                kept.append(box)
+        boxes = kept
     if unclip_ratio is not None:
         ratio_w, ratio_h = unclip_ratio if isinstance(unclip_ratio, tuple) else (unclip_ratio, unclip_ratio)
         for box in boxes:
@@ -172,6 +190,15 @@ def refine(
                     dropped.add(i if merge_mode == "large" else j)
         boxes = [b for k, b in enumerate(boxes) if k not in dropped]
     return {"boxes": boxes}
+
+
+def box_iou(a: list[float], b: list[float]) -> float:
+    """IoU of two [x0, y0, x1, y1] boxes (0 when they do not overlap)."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _contains(outer: list[float], inner: list[float]) -> bool:

@@ -81,7 +81,7 @@ class SealRunner(DocumentRunner):
         settings = {**self.layout_defaults, **options}
         found = self.layout.detect(page.image, settings["threshold"])
         self.beat()
-        page.layout = layouts.refine(found, settings["unclip_ratio"], settings["merge_mode"])
+        page.layout = layouts.refine(found, settings["nms"], settings["unclip_ratio"], settings["merge_mode"])
         page.regions = [b["coordinate"] for b in page.layout["boxes"] if b["label"].lower() == "seal"]
 
     def _fan_out(self, page: Page) -> Outcome:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from pxserve.workers.layout import box_iou
+
 
 def boxes_of(points: list[list[int]]) -> list[list[int]]:
     """Axis-aligned [x0, y0, x1, y1] of each 8-coordinate cell."""
@@ -41,16 +43,6 @@ def lines_in(ocr: dict[str, Any], region: list[float]) -> dict[str, list[Any]]:
     }
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    left, right = max(a[0], b[0]), min(a[2], b[2])
-    top, bottom = max(a[1], b[1]), min(a[3], b[3])
-    if left >= right or top >= bottom:
-        return 0.0
-    inter = (right - left) * (bottom - top)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
-
-
 def _distance(cell: list[float], line: list[float]) -> float:
     near = abs(line[0] - cell[0]) + abs(line[1] - cell[1])
     far = abs(line[2] - cell[2]) + abs(line[3] - cell[3])
@@ -64,7 +56,7 @@ def match(cells: list[list[int]], lines: list[list[float]]) -> dict[int, list[in
         return matched
     for i, line in enumerate(lines):
         line = [float(v) for v in np.asarray(line, dtype=np.float32)]
-        keys = [(1.0 - _iou(cell, line), _distance(cell, line)) for cell in cells]
+        keys = [(1.0 - box_iou(cell, line), _distance(cell, line)) for cell in cells]
         best = keys.index(min(keys))
         matched.setdefault(best, []).append(i)
     return matched
