@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from pxserve.frontend.access_log import access_log_middleware
 from pxserve.frontend.auth import auth_middleware, load_api_keys
-from pxserve.frontend.engine_client import EngineClient
+from pxserve.frontend.engine_client import EngineClient, Reading
 from pxserve.frontend.envelope import (
     MAX_BODY,
     adopt_log_id,
@@ -28,6 +28,7 @@ from pxserve.frontend.envelope import (
 )
 from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.openapi import openapi_document
+from pxserve.frontend.page_answers import note_dropped, stream_pages, wants_stream
 from pxserve.frontend.url_fetch import UrlFetcher
 from pxserve.shared.config import ServingSettings, describe_validation_error
 from pxserve.shared.errors import RequestError
@@ -84,9 +85,11 @@ async def metrics(request: web.Request) -> web.Response:
     return request.app[METRICS].render()
 
 
-async def infer(request: web.Request) -> web.Response:
+async def infer(request: web.Request) -> web.StreamResponse:
+    """A pipeline's route: JSON in, PaddleX's envelope out; or NDJSON page by page if asked for."""
     route: Route = request.app[ROUTES][request.match_info.route.resource.canonical]
     pipeline, engine = route.pipeline, request.app[ENGINE]
+    streamed = bool(pipeline.pages_field) and wants_stream(request)
     async with engine.admission(route.name) as deadline:  # 503 before reading, parsing or fetching anything
         data = await receive_json(request, deadline, route.serving.max_body_bytes)
         adopt_log_id(request, data)
@@ -95,10 +98,15 @@ async def infer(request: web.Request) -> web.Response:
         except ValidationError as exc:
             raise RequestError(422, describe_validation_error(exc)) from None
         task = await pipeline.parse(validated, route.images)
-        outcome = await engine.submit(route.name, task, deadline)
-    if outcome.ok:
-        return success(log_id_of(request), outcome.body)
-    return failure(log_id_of(request), outcome.status, outcome.message)
+        if streamed:
+            return await stream_pages(request, pipeline, engine, task, deadline)
+        reading = Reading()
+        outcome = await engine.submit(route.name, task, deadline, reading)
+    if not outcome.ok:
+        return failure(log_id_of(request), outcome.status, outcome.message)
+    response = success(log_id_of(request), outcome.body)
+    note_dropped(request, response, reading, "max_pdf_pages")
+    return response
 
 
 async def receive_json(request: web.Request, deadline: float, max_bytes: int) -> dict:

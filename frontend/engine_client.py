@@ -25,6 +25,13 @@ continuation sent once they have all answered. So the pages of one PDF, or
 the text lines of one page, run on every worker at once, and are batched
 there with other requests' work of the same stage.
 
+A fan-out that names itself a document's pages (:class:`DocumentPages`)
+can be streamed instead (:meth:`EngineClient.open_stream`): its pages' outcomes
+come back one by one in page order, with at most ``stream_window`` pages
+running or finished and not yet taken, so the front holds a bounded number
+of page results whatever the page count, and the pages a departed client
+never reached are never sent.
+
 Work nobody waits for is dropped. A worker is sent at most
 ``2 * max_batch_size`` tasks of a pipeline at a time (one batch running, one
 waiting), the rest wait here; so when a request is abandoned (its client hung up, its
@@ -43,13 +50,13 @@ import logging
 import signal
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pxserve.frontend.supervisor import Supervisor, WorkerHandle
 from pxserve.shared.config import ServerConfig, ServingSettings
 from pxserve.shared.errors import RequestError
-from pxserve.shared.messages import FAN_OUT, PARTIAL, FanOut, Outcome, Task
+from pxserve.shared.messages import FAN_OUT, PARTIAL, DocumentPages, FanOut, Outcome, Task
 from pxserve.shared.ring import RecordTooLargeError, RingFullError
 
 log = logging.getLogger("pxserve.engine")
@@ -77,6 +84,27 @@ MAX_ATTEMPTS = 4
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL}
 
 
+@dataclass
+class Reading:
+    """What the engine saw of a request's documents while running it (for the front's notes)."""
+
+    documents: list[DocumentPages] = field(default_factory=list)
+
+    @property
+    def pages_dropped(self) -> int:
+        """Pages of a file the answer does not cover (the most of any document it read)."""
+        return max((d.dropped for d in self.documents), default=0)
+
+
+@dataclass(frozen=True)
+class PageStream:
+    """A streamed request's document: what the file holds, and its pages' outcomes in
+    page order (the iterator stops after the first that failed)."""
+
+    pages: DocumentPages
+    outcomes: AsyncIterator[Outcome]
+
+
 @dataclass(eq=False)
 class _Pending:
     task: Task
@@ -97,6 +125,8 @@ class EngineClient:
         # One batch running and one queued behind it keeps a worker busy;
         # anything more waits here, where dropping it is free.
         self.max_outstanding = 2 * config.engine.max_batch_size
+        # Pages of one streamed document running or waiting to be taken: enough to keep every worker busy.
+        self.stream_window = self.max_outstanding * max(1, len(supervisor.plan))
         supervisor.on_ready = self._worker_ready
         supervisor.on_lost = self._worker_lost
 
@@ -126,29 +156,92 @@ class EngineClient:
         finally:
             self.admitted_by[pipeline] -= 1
 
-    async def submit(self, pipeline: str, task: Task, deadline: float) -> Outcome:
-        """Run one admitted request to its final outcome; 504 if ``deadline`` passes first."""
+    async def submit(
+        self, pipeline: str, task: Task, deadline: float, reading: Reading | None = None
+    ) -> Outcome:
+        """Run one admitted request to its final outcome; 504 if ``deadline`` passes first.
+
+        ``reading`` collects what the engine saw of the request's documents (pages dropped).
+        """
+        async with self._deadline(pipeline, deadline):
+            return await self._complete(task.in_pipeline(pipeline), reading or Reading())
+
+    async def open_stream(self, pipeline: str, task: Task, deadline: float) -> Outcome | PageStream:
+        """Run a streamed request's first task by ``deadline``: a document's pages come back as a
+        :class:`PageStream`, not yet started; any other answer runs to its final outcome, as
+        :meth:`submit`. Each page must then be done within ``request_timeout_s`` of the one
+        before it was taken (504 otherwise), however long the whole document takes."""
+        task = task.in_pipeline(pipeline, streamed=True)
+        async with self._deadline(pipeline, deadline):
+            outcome = await self._run_retrying(task)
+            if outcome.status != FAN_OUT:
+                return outcome
+            plan = FanOut.decode(outcome.body)
+            if plan.pages is None:
+                return await self._follow(task, plan, Reading())
+        timeout = self.settings[pipeline].request_timeout_s
+        return PageStream(plan.pages, self._pages_in_order(task, plan.children, timeout))
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self, pipeline: str, deadline: float) -> AsyncIterator[None]:
         try:
             async with asyncio.timeout_at(deadline):
-                return await self._complete(task.in_pipeline(pipeline))
+                yield
         except TimeoutError:
             timeout = self.settings[pipeline].request_timeout_s
             raise RequestError(504, f"no result within the {timeout:g} s request deadline") from None
 
-    async def _complete(self, task: Task) -> Outcome:
+    async def _complete(self, task: Task, reading: Reading) -> Outcome:
         """Run a task, and the children and continuation of any fan-out it answers."""
         outcome = await self._run_retrying(task)
-        while outcome.status == FAN_OUT:
-            plan = FanOut.decode(outcome.body)
+        if outcome.status == FAN_OUT:
+            return await self._follow(task, FanOut.decode(outcome.body), reading)
+        return outcome
+
+    async def _follow(self, task: Task, plan: FanOut, reading: Reading) -> Outcome:
+        """Run the fan-out ``task`` answered: its children, then its continuation, and so on."""
+        while True:
+            if plan.pages is not None:
+                reading.documents.append(plan.pages)
             answers = await self._all_or_first_failure(
-                [self._complete(child.child_of(task)) for child in plan.children]
+                [self._complete(child.child_of(task), reading) for child in plan.children]
             )
             if isinstance(answers, Outcome):
                 return answers  # e.g. one page of a PDF could not be read
-            then = plan.then.child_of(task)
-            task = then  # a continuation that fans out again hands on its own payload
-            outcome = await self._run_retrying(then.with_children([a.body for a in answers]))
-        return outcome
+            task = plan.then.child_of(task)  # a continuation that fans out again hands on its own payload
+            outcome = await self._run_retrying(task.with_children([a.body for a in answers]))
+            if outcome.status != FAN_OUT:
+                return outcome
+            plan = FanOut.decode(outcome.body)
+
+    async def _pages_in_order(
+        self, parent: Task, pages: list[Task], timeout_s: float
+    ) -> AsyncIterator[Outcome]:
+        """Each page's final outcome in page order, up to the first failure.
+
+        At most ``stream_window`` pages are running or done and not yet taken;
+        the next starts when one is taken. Leaving early (the client went
+        away) cancels those running; the rest were never sent.
+        """
+        waiting = iter(pages)
+        running: deque[asyncio.Future[Outcome]] = deque()
+        try:
+            for _ in pages:
+                for page in itertools.islice(waiting, self.stream_window - len(running)):
+                    running.append(asyncio.ensure_future(self._complete(page.child_of(parent), Reading())))
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        outcome = await running[0]
+                except TimeoutError:
+                    raise RequestError(504, f"no page within the {timeout_s:g} s request deadline") from None
+                running.popleft()
+                yield outcome
+                if not outcome.ok:
+                    return
+        finally:
+            for page in running:
+                page.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     @staticmethod
     async def _all_or_first_failure(children: list[Coroutine[Any, Any, Outcome]]) -> list[Outcome] | Outcome:

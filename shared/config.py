@@ -87,6 +87,9 @@ class ServingSettings(BaseModel):
     # Document pipelines: pages of a PDF read per request (PaddleX's
     # max_num_input_imgs, default 10; later pages are dropped, as PaddleX does).
     max_pdf_pages: PositiveInt = 10
+    # ... and of a streamed answer (Accept: application/x-ndjson), one line per
+    # page as it finishes; the front holds only a few finished pages at a time.
+    max_stream_pages: PositiveInt = 1000
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"])
     url_inputs: UrlInputSettings = Field(default_factory=UrlInputSettings)
     # A worker that neither beats its heartbeat nor uses any CPU for this long

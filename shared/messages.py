@@ -33,7 +33,7 @@ Cancellation travels on neither: see shared/task_boards.py.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -41,6 +41,7 @@ import orjson
 # request_id u64, flags u16, pipeline length u16, stage length u16, params length u32, payload length u32
 _TASK_HEADER = struct.Struct("<QHHHII")
 _SOLO = 0x1
+_STREAMED = 0x2
 _LENGTH = struct.Struct("<I")
 # Outcome statuses that are not HTTP statuses; they never reach a client.
 FAN_OUT = 1  # the body is a FanOut
@@ -72,12 +73,16 @@ class Task:
     # second crash blames this task and not whatever it was batched with.
     solo: bool = False
     pipeline: str = ""  # the served pipeline's name (the engine sets it)
+    # Its client takes a document's pages one by one as they finish (an
+    # ``application/x-ndjson`` answer): a PDF stage reads up to
+    # ``Serving.max_stream_pages`` and leaves each page's checks to that page.
+    streamed: bool = False
 
     def frame(self) -> tuple[bytes, bytes, bytes | memoryview]:
         """The parts of one ring record, without joining the payload bytes."""
         pipeline, stage = self.pipeline.encode(), self.stage.encode()
         params = orjson.dumps(self.params)
-        flags = _SOLO if self.solo else 0
+        flags = (_SOLO if self.solo else 0) | (_STREAMED if self.streamed else 0)
         header = _TASK_HEADER.pack(
             self.request_id, flags, len(pipeline), len(stage), len(params), len(self.image)
         )
@@ -96,13 +101,13 @@ class Task:
         params = orjson.loads(record[start : start + params_len])
         image_start = start + params_len
         image = memoryview(record)[image_start : image_start + image_len]
-        return cls(request_id, params, image, stage, bool(flags & _SOLO), pipeline)
+        return cls(request_id, params, image, stage, bool(flags & _SOLO), pipeline, bool(flags & _STREAMED))
 
     def with_id(self, request_id: int, solo: bool = False) -> Task:
-        return Task(request_id, self.params, self.image, self.stage, solo, self.pipeline)
+        return replace(self, request_id=request_id, solo=solo)
 
-    def in_pipeline(self, pipeline: str) -> Task:
-        return Task(self.request_id, self.params, self.image, self.stage, self.solo, pipeline)
+    def in_pipeline(self, pipeline: str, streamed: bool = False) -> Task:
+        return replace(self, pipeline=pipeline, streamed=streamed)
 
     def child_of(self, parent: Task) -> Task:
         """This fan-out task, run in its parent's pipeline, on its parent's payload if it asked for it."""
@@ -116,18 +121,42 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentPages:
+    """Marks a fan-out whose children are a document's pages, in page order, and whose
+    continuation only lists their results beside ``data_info``.
+
+    So the front may send a streamed request each page's result as it
+    finishes instead of running the continuation, and can tell any client
+    how many of the file's pages were left unread.
+    """
+
+    data_info: dict[str, Any]  # PaddleX's dataInfo for the pages read
+    in_file: int  # pages the file has: more than the children when some were dropped
+
+    @property
+    def read(self) -> int:
+        return int(self.data_info.get("numPages", self.in_file))
+
+    @property
+    def dropped(self) -> int:
+        return self.in_file - self.read
+
+
+@dataclass(frozen=True, slots=True)
 class FanOut:
     """Children to run anywhere, then ``then`` with their results."""
 
     children: list[Task]
     then: Task
+    pages: DocumentPages | None = None
 
     def encode(self) -> bytes:
         parts = [_LENGTH.pack(len(self.children))]
         for task in [*self.children, self.then]:
             record = b"".join(task.frame())
             parts += [_LENGTH.pack(len(record)), b"\x01" if task.image is PARENT_PAYLOAD else b"\x00", record]
-        return b"".join(parts)
+        pages = b"" if self.pages is None else orjson.dumps([self.pages.data_info, self.pages.in_file])
+        return b"".join([*parts, _LENGTH.pack(len(pages)), pages])
 
     @classmethod
     def decode(cls, body: bytes) -> FanOut:
@@ -144,7 +173,12 @@ class FanOut:
                 task = Task(task.request_id, task.params, PARENT_PAYLOAD, task.stage, False, task.pipeline)
             tasks.append(task)
             offset += length
-        return cls(tasks[:-1], tasks[-1])
+        (length,) = _LENGTH.unpack_from(view, offset)
+        pages = None
+        if length:
+            data_info, in_file = orjson.loads(view[offset + _LENGTH.size : offset + _LENGTH.size + length])
+            pages = DocumentPages(data_info, in_file)
+        return cls(tasks[:-1], tasks[-1], pages)
 
 
 @dataclass(frozen=True, slots=True)

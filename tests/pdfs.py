@@ -59,3 +59,31 @@ def encrypted() -> bytes:
         ],
         trailer_extra=b"/Encrypt 4 0 R /ID [<%s> <%s>] " % (file_id, file_id),
     )
+
+
+def text_pages(
+    texts: list[str], broken: frozenset[int] = frozenset(), size_pt: tuple[int, int] = (300, 120)
+) -> bytes:
+    """One page per text, written in Helvetica (a font every PDF reader has built in): a
+    long document that is small and quick to read. A page index in ``broken`` is an
+    object that is not a page at all, which the reader only finds out when it gets there."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    kids = []
+    for index, text in enumerate(texts):
+        kids.append(b"%d 0 R" % (len(objects) + 1))
+        if index in broken:
+            objects.append(b"<< /Type /Font >>")
+            continue
+        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)").encode("latin-1")
+        content = b"BT /F1 40 Tf 20 45 Td (%s) Tj ET" % escaped
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font << /F1 3 0 R >> >> "
+            b"/Contents %d 0 R >>" % (*size_pt, len(objects) + 2)
+        )
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), len(kids))
+    return _assemble(objects)

@@ -172,3 +172,18 @@ def test_a_fan_out_round_trips_and_children_can_take_the_parents_payload() -> No
     assert decoded.then.params == {"data_info": {"numPages": 2}}
     joined = decoded.then.with_children([b'{"a":1}', b"[2]"])
     assert Task.parse(b"".join(joined.frame())).params["children"] == [{"a": 1}, [2]]
+
+
+def test_a_documents_pages_and_a_streamed_task_round_trip() -> None:
+    from pxserve.shared.messages import DocumentPages, FanOut
+
+    streamed = Task(3, {}, b"%PDF", "pdf", pipeline="OCR").in_pipeline("OCR", streamed=True)
+    parsed = Task.parse(b"".join(streamed.with_id(9, solo=True).frame()))
+    assert (parsed.request_id, parsed.streamed, parsed.solo) == (9, True, True)
+    assert not Task.parse(b"".join(Task(1, {}, b"").frame())).streamed
+    info = {"numPages": 2, "pages": [{"width": 10, "height": 20}] * 2, "type": "pdf"}
+    plan = FanOut([Task(0, {"page": 0}, b"", "page")], Task(0, {}, b"", "document"), DocumentPages(info, 5))
+    decoded = FanOut.decode(plan.encode())
+    assert decoded.pages == DocumentPages(info, 5) and (decoded.pages.read, decoded.pages.dropped) == (2, 3)
+    assert FanOut.decode(FanOut(plan.children, plan.then).encode()).pages is None
+    assert not decoded.children[0].child_of(streamed).streamed  # pages are ordinary tasks

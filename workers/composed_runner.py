@@ -8,6 +8,8 @@ each task of a batch to the runner its stage's namespace names.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pxserve.shared.messages import FAN_OUT, Outcome, Task
 from pxserve.shared.pipelines import NAMESPACE_SEPARATOR, LoadedModel, Pipeline, Runner, RunnerContext
 
@@ -36,7 +38,7 @@ class ComposedRunner:
         parts: dict[int, tuple[Runner, list[Task]]] = {}
         for task in tasks:
             runner, stage = self._route(task.stage)
-            local = Task(task.request_id, task.params, task.image, stage, task.solo)
+            local = replace(task, stage=stage, pipeline="")
             parts.setdefault(id(runner), (runner, []))[1].append(local)
         by_id: dict[int, Outcome] = {}
         for runner, part in parts.values():

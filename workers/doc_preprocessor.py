@@ -61,7 +61,9 @@ class DocPreprocessorRunner:
         self.stage_name = context.stage_name
         self.serving = pipeline.config.Serving
         self.max_pdf_pages = pipeline.max_pdf_pages
-        self.page_limits = pdf.PageLimits(self.serving.max_pixels, self.serving.max_side)
+        self.page_limits = pdf.PageLimits(
+            self.serving.max_pixels, self.serving.max_side, self.serving.max_stream_pages
+        )
 
     # -- in-process, for other pipelines -----------------------------------------
     def resolve(self, orientation: bool | None, unwarping: bool | None, parent_default: bool) -> bool | None:

@@ -57,7 +57,7 @@ class DocumentRunner:
             (pipeline.config.model_extra or {}).get("use_doc_preprocessor", True)
         )
         self.max_pdf_pages = pipeline.max_pdf_pages
-        self.page_limits = pdf.PageLimits(serving.max_pixels, serving.max_side)
+        self.page_limits = pdf.PageLimits(serving.max_pixels, serving.max_side, serving.max_stream_pages)
 
     def visualize(self, params: Any) -> bool:
         return self.visualize_default if params.visualize is None else bool(params.visualize)

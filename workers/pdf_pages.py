@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from pxserve.shared.errors import RequestError
-from pxserve.shared.messages import PARENT_PAYLOAD, FanOut, Outcome, Task
+from pxserve.shared.messages import PARENT_PAYLOAD, DocumentPages, FanOut, Outcome, Task
 from pxserve.shared.stages import StageTable
 
 RENDER_SCALE = 2.0  # PaddleX renders PDF pages at scale 2 (72 dpi -> 144 dpi)
@@ -37,8 +37,11 @@ class PdfError(RequestError):
 
 @dataclass(frozen=True)
 class PageLimits:
+    """What one page may cost, and how many pages a streamed request reads."""
+
     max_pixels: int
     max_side: int
+    max_stream_pages: int = 1000  # Serving.max_stream_pages
 
 
 def open_pdf(data: bytes | memoryview):  # -> pypdfium2.PdfDocument
@@ -110,19 +113,28 @@ def check_page_size(number: int, width_pt: float, height_pt: float, limits: Page
     return width, height
 
 
-def page_sizes(document, count: int, limits: PageLimits) -> list[tuple[int, int]]:
-    """(width, height) of the first ``count`` pages as rendered, for ``dataInfo``; all checked."""
+def page_sizes(document, count: int, limits: PageLimits, strict: bool = True) -> list[tuple[int, int] | None]:
+    """(width, height) of the first ``count`` pages as rendered, for ``dataInfo``; all checked.
+
+    Not ``strict``: a page that fails its check is None here, and fails when it is rendered.
+    """
     import pypdfium2
 
-    sizes = []
+    sizes: list[tuple[int, int] | None] = []
     for index in range(count):
         try:
-            width_pt, height_pt = document.get_page_size(index)
-        except pypdfium2.PdfiumError as exc:
-            raise PdfError(
-                422, f"file: page {index + 1} of the {len(document)} the PDF claims cannot be read ({exc})"
-            ) from None
-        sizes.append(check_page_size(index + 1, width_pt, height_pt, limits))
+            try:
+                width_pt, height_pt = document.get_page_size(index)
+            except pypdfium2.PdfiumError as exc:
+                raise PdfError(
+                    422,
+                    f"file: page {index + 1} of the {len(document)} the PDF claims cannot be read ({exc})",
+                ) from None
+            sizes.append(check_page_size(index + 1, width_pt, height_pt, limits))
+        except PdfError:
+            if strict:
+                raise
+            sizes.append(None)
     return sizes
 
 
@@ -143,15 +155,23 @@ def fan_out_pages(
     ``document_task(data_info)`` continues with PaddleX's ``dataInfo`` for a
     PDF (numPages, each page's rendered size); page tasks should carry
     PARENT_PAYLOAD so the file is not copied back through the rings.
+
+    A streamed task reads up to ``limits.max_stream_pages`` instead of
+    ``max_pages``, and a page that fails its checks fails when its turn
+    comes, after the pages before it were sent; otherwise every page is
+    checked before any is rendered.
     """
     document = open_pdf(task.image)
     try:
-        count = page_count(document, max_pages)
-        sizes = page_sizes(document, count, limits)
+        in_file = len(document)
+        count = page_count(document, limits.max_stream_pages if task.streamed else max_pages)
+        sizes = page_sizes(document, count, limits, strict=not task.streamed)
     finally:
         document.close()
-    info = {"numPages": count, "pages": [{"width": w, "height": h} for w, h in sizes], "type": "pdf"}
-    return Outcome.fan_out(task.request_id, FanOut([page_task(i) for i in range(count)], document_task(info)))
+    pages = [{"width": size[0], "height": size[1]} if size else None for size in sizes]
+    info = {"numPages": count, "pages": pages, "type": "pdf"}
+    plan = FanOut([page_task(i) for i in range(count)], document_task(info), DocumentPages(info, in_file))
+    return Outcome.fan_out(task.request_id, plan)
 
 
 class DocumentParams(BaseModel):

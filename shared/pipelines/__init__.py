@@ -108,6 +108,9 @@ class Pipeline(ABC):
     request_model: ClassVar[type[BaseModel]]
     result_model: ClassVar[type[BaseModel]]  # the envelope's ``result``, for /openapi.json
     summary: ClassVar[str] = ""
+    # For a pipeline that reads PDFs: the result's list with one entry per page (or image),
+    # beside ``dataInfo``. Its route can then stream a document page by page (frontend/page_answers.py).
+    pages_field: ClassVar[str] = ""
     # Models pxserve carries itself: model_name -> the module that builds it
     # (it offers model_dir(), is_cached() and a __main__ that exports it).
     embedded_models: ClassVar[dict[str, str]] = {}

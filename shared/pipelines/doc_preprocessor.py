@@ -73,6 +73,7 @@ class DocPreprocessor(Pipeline):
     summary = "Turn document pages upright (PaddleX doc_preprocessor API)"
     request_model = DocPreprocessorRequest
     result_model = DocPreprocessorResult
+    pages_field = "docPreprocessingResults"
     embedded_models = {"PP-LCNet_x1_0_doc_ori": "pxserve.workers.doc_models"}
 
     @property

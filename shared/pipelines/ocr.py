@@ -106,6 +106,7 @@ class Ocr(Pipeline):
     summary = "Read the text of an image or PDF (PaddleX OCR API)"
     request_model = OcrRequest
     result_model = OcrResult
+    pages_field = "ocrResults"
     embedded_models = {
         "PP-OCRv4_mobile_det": "pxserve.workers.ocr_models",
         "PP-OCRv4_mobile_rec": "pxserve.workers.ocr_models",
@@ -167,6 +168,7 @@ class Ocr(Pipeline):
             max_pdf_pages=self.max_pdf_pages,
             max_pixels=serving.max_pixels,
             max_side=serving.max_side,
+            max_stream_pages=serving.max_stream_pages,
         )
 
     async def parse(self, request: OcrRequest, images: ImageLoader) -> Task:

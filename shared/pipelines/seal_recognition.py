@@ -104,6 +104,7 @@ class SealRecognition(Pipeline):
     summary = "Read the text of seals, curved text straightened (PaddleX seal_recognition API)"
     request_model = SealRequest
     result_model = SealRecognitionResult
+    pages_field = "sealRecResults"
     embedded_models = {"PicoDet_LCNet_x1_0_layout_cdla": "pxserve.workers.doc_models"}
 
     def model_keys(self) -> list[str]:

@@ -95,6 +95,7 @@ class TableRecognition(Pipeline):
     summary = "Read tables as HTML, with their text (PaddleX table_recognition API)"
     request_model = TableRequest
     result_model = TableRecognitionResult
+    pages_field = "tableRecResults"
     embedded_models = {
         "SLANet_plus": "pxserve.workers.doc_models",
         "PicoDet_LCNet_x1_0_layout_cdla": "pxserve.workers.doc_models",

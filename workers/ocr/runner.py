@@ -84,6 +84,7 @@ class OcrDefaults:
     max_pdf_pages: int = 10
     max_pixels: int = 64_000_000
     max_side: int = 16_384
+    max_stream_pages: int = 1000
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ class OcrRunner:
                 )
             labels = [str(x) for x in classifier.model.post_process("Topk").get("label_list") or []]
             self.flip_index = next((i for i, label in enumerate(labels) if "180" in label), 1)
-        self.page_limits = pdf.PageLimits(defaults.max_pixels, defaults.max_side)
+        self.page_limits = pdf.PageLimits(defaults.max_pixels, defaults.max_side, defaults.max_stream_pages)
         self.preprocessor = preprocessor_of(context)  # SubPipelines.DocPreprocessor, if configured
 
     # -- the batch ---------------------------------------------------------

@@ -1,0 +1,172 @@
+"""Answers about a document's pages: streamed one line per page, and the note when pages were dropped.
+
+A client that sends ``Accept: application/x-ndjson`` to a route whose
+pipeline reads PDFs gets newline-delimited JSON, each line in PaddleX's
+envelope form:
+
+* one line per page, in page order, as soon as it and the pages before it
+  are done: ``{"logId", "errorCode": 0, "errorMsg": "Success", "pageIndex": i,
+  "result": <the page's entry, exactly as in the normal answer's list>}``;
+* a last line ``{"logId", "errorCode": 0, "errorMsg": "Success", "result":
+  {"dataInfo", "totals": {"pages", "pagesInFile", "pagesDropped", "seconds"}}}``;
+* or, when something fails after the first byte, a last line
+  ``{"logId", "errorCode": <status>, "errorMsg", "pageIndex"}`` naming the page
+  that failed. A stream never just stops.
+
+Failures before the first page (bad request, unreadable file, full queue)
+are ordinary error answers with their status. An image is a one-page
+stream. A streamed PDF reads up to ``Serving.max_stream_pages`` pages; the
+normal answer reads ``max_pdf_pages`` and, when the file has more, says so
+in ``X-Pxserve-Pages-Dropped`` (PaddleX clients ignore headers) and in the
+log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pxserve.frontend.engine_client import EngineClient, PageStream, Reading
+from pxserve.frontend.envelope import failure, log_id_of
+from pxserve.shared.errors import RequestError
+from pxserve.shared.messages import DocumentPages, Outcome, Task
+from pxserve.shared.pipelines import Pipeline
+
+log = logging.getLogger("pxserve.pages")
+
+NDJSON = "application/x-ndjson"
+PAGES_READ = "X-Pxserve-Pages-Read"
+PAGES_DROPPED = "X-Pxserve-Pages-Dropped"
+
+
+def wants_stream(request: web.Request) -> bool:
+    """Whether the client prefers NDJSON to JSON (its Accept header, with q-values)."""
+    preference = {}
+    for part in request.headers.get("Accept", "").split(","):
+        media, *options = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip() == "q":
+                with contextlib.suppress(ValueError):
+                    quality = float(value)
+        preference[media.lower()] = quality
+    ndjson = preference.get(NDJSON, 0.0)
+    return ndjson > 0 and ndjson >= preference.get("application/json", 0.0)
+
+
+def note_dropped(request: web.Request, response: web.StreamResponse, reading: Reading, limit: str) -> None:
+    """Say in the headers and the log when the answer left some of a file's pages unread."""
+    dropped = reading.pages_dropped
+    if not dropped:
+        return
+    document = max(reading.documents, key=lambda d: d.dropped)
+    response.headers[PAGES_READ] = str(document.read)
+    response.headers[PAGES_DROPPED] = str(dropped)
+    log.info(
+        "logId=%s: %s read %d of the PDF's %d pages (Serving.%s); %d dropped%s",
+        log_id_of(request), request.path, document.read, document.in_file, limit, dropped,
+        "" if limit == "max_stream_pages" else f"; send Accept: {NDJSON} to stream them all",
+    )  # fmt: skip
+
+
+async def stream_pages(
+    request: web.Request, pipeline: Pipeline, engine: EngineClient, task: Task, deadline: float
+) -> web.StreamResponse:
+    """Answer an admitted request as NDJSON, one line per page as pages finish."""
+    log_id = log_id_of(request)
+    started = asyncio.get_running_loop().time()
+    opened = await engine.open_stream(pipeline.name, task, deadline)
+    if isinstance(opened, Outcome):
+        if not opened.ok:
+            return failure(log_id, opened.status, opened.message)
+        opened = _one_document(pipeline, opened)
+    response = web.StreamResponse(headers={"Content-Type": NDJSON})
+    note_dropped(request, response, Reading([opened.pages]), "max_stream_pages")
+    await response.prepare(request)
+    lines = _Lines(request, response, engine.settings[pipeline.name].request_timeout_s)
+    sent = 0
+    async with contextlib.aclosing(opened.outcomes) as outcomes:
+        try:
+            async for outcome in outcomes:
+                if not outcome.ok:
+                    return await lines.last(_error(log_id, outcome.status, outcome.message, sent))
+                await lines.send(_page(log_id, sent, outcome.body))
+                sent += 1
+        except RequestError as exc:
+            return await lines.last(_error(log_id, exc.status, exc.message, sent))
+        except (ConnectionResetError, _ClientStalledError):
+            return response  # nobody reads on; leaving cancels the pages still running
+        except Exception:
+            log.exception("streaming %s failed at page %d (logId %s)", request.path, sent, log_id)
+            return await lines.last(_error(log_id, 500, "Internal server error", sent))
+    seconds = asyncio.get_running_loop().time() - started
+    info = opened.pages
+    totals = {
+        "pages": sent,
+        "pagesInFile": info.in_file,
+        "pagesDropped": info.in_file - sent,
+        "seconds": seconds,
+    }
+    log.info("logId=%s: streamed %d of %d pages in %.1f s", log_id, sent, info.in_file, seconds)
+    return await lines.last(
+        _envelope(log_id, 0, "Success", result={"dataInfo": info.data_info, "totals": totals})
+    )
+
+
+def _one_document(pipeline: Pipeline, outcome: Outcome) -> PageStream:
+    """A whole answer (an image) as a stream of its entries: the same lines as a PDF's."""
+    result = orjson.loads(outcome.body)
+    entries = result[pipeline.pages_field]
+
+    async def each() -> AsyncIterator[Outcome]:
+        for entry in entries:
+            yield Outcome(outcome.request_id, 200, orjson.dumps(entry))
+
+    return PageStream(DocumentPages(result["dataInfo"], len(entries)), each())
+
+
+class _ClientStalledError(Exception):
+    """The client stopped reading the stream."""
+
+
+class _Lines:
+    """Writes lines to a prepared response; a client that reads none for ``timeout_s`` is cut off."""
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, timeout_s: float) -> None:
+        self.request, self.response, self.timeout_s = request, response, timeout_s
+
+    async def send(self, line: bytes) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.response.write(line + b"\n")
+        except TimeoutError:
+            log.warning("a client read nothing of its stream for %g s; closing it", self.timeout_s)
+            if self.request.transport is not None:
+                self.request.transport.abort()
+            raise _ClientStalledError from None
+
+    async def last(self, line: bytes) -> web.StreamResponse:
+        with contextlib.suppress(ConnectionResetError, _ClientStalledError):
+            await self.send(line)
+            await self.response.write_eof()
+        return self.response
+
+
+def _envelope(log_id: str, code: int, message: str, **fields: Any) -> bytes:
+    return orjson.dumps({"logId": log_id, "errorCode": code, "errorMsg": message, **fields})
+
+
+def _page(log_id: str, index: int, result: bytes) -> bytes:
+    return _envelope(log_id, 0, "Success", pageIndex=index, result=orjson.Fragment(result))
+
+
+def _error(log_id: str, status: int, message: str, index: int) -> bytes:
+    log.info("logId=%s: stream ended at page %d with %d: %s", log_id, index, status, message)
+    return _envelope(log_id, status, message, pageIndex=index)
