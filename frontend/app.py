@@ -1,8 +1,9 @@
 """The aiohttp application: routes, middlewares and the request handlers.
 
 Every served pipeline has its PaddleX route, each with its own limits
-(:class:`Route`); /health, /livez, /metrics and /openapi.json cover them
-all. Handlers only validate and await; all image work happens in workers.
+(:class:`Route`); /health, /livez, /metrics, /openapi.json and the API
+page at /docs (frontend/docs_page.py) cover them all. Handlers only
+validate and await; all image work happens in workers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from pxserve.frontend.access_log import access_log_middleware
 from pxserve.frontend.auth import auth_middleware, load_api_keys
+from pxserve.frontend.docs_page import ASSETS_PREFIX, PAGE, add_docs_routes
 from pxserve.frontend.engine_client import EngineClient, Reading
 from pxserve.frontend.envelope import (
     MAX_BODY,
@@ -137,7 +139,7 @@ async def receive_json(request: web.Request, deadline: float, max_bytes: int) ->
 
 def open_paths(serving: ServingSettings) -> set[str]:
     """Routes that need no API key, as configured."""
-    paths = {"/openapi.json", "/livez"}
+    paths = {"/openapi.json", "/livez", "/", PAGE}
     if not serving.auth_health:
         paths.add("/health")
     if not serving.auth_metrics:
@@ -175,7 +177,7 @@ def create_app(
             access_log_middleware,
             telemetry.middleware,
             envelope_middleware,
-            auth_middleware(keys, open_paths(serving)),
+            auth_middleware(keys, open_paths(serving), (ASSETS_PREFIX,)),
         ],
     )
     routes: dict[str, Route] = {}
@@ -193,6 +195,7 @@ def create_app(
     app.router.add_get("/livez", live)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
+    add_docs_routes(app, f"pxserve: {', '.join(p.name for p in pipelines)}")
     for path in routes:
         app.router.add_post(path, infer)
     return app

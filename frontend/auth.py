@@ -35,12 +35,17 @@ def authorized(header: str, keys: list[bytes]) -> bool:
     return scheme.lower() == "bearer" and match
 
 
-def auth_middleware(keys: list[bytes], open_paths: set[str]) -> web.middleware:
+def auth_middleware(
+    keys: list[bytes], open_paths: set[str], open_prefixes: tuple[str, ...] = ()
+) -> web.middleware:
+    """Refuse requests without a valid key, except to ``open_paths`` and paths under ``open_prefixes``."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (
             keys
             and request.path not in open_paths
+            and not request.path.startswith(open_prefixes)
             and not authorized(request.headers.get("Authorization", ""), keys)
         ):
             raise RequestError(401, "Unauthorized")

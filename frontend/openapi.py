@@ -62,6 +62,32 @@ def openapi_document(pipelines: list[Pipeline], serving: ServingSettings, secure
     return document
 
 
+PAGES_HEADERS = {
+    "X-Pxserve-Pages-Read": {
+        "description": "Pages of the PDF read, when fewer than it has",
+        "schema": {"type": "integer"},
+    },
+    "X-Pxserve-Pages-Dropped": {
+        "description": "Pages of the PDF left unread (Serving.max_pdf_pages; streamed: max_stream_pages)",
+        "schema": {"type": "integer"},
+    },
+}
+
+
+def _success(pipeline: Pipeline) -> dict[str, Any]:
+    """The 200 answer; a pipeline that reads PDFs may also stream it, one JSON line per page."""
+    answer = _json(_envelope({"$ref": REF.format(model=pipeline.result_model.__name__)}), "Success")
+    if pipeline.pages_field:
+        answer["description"] = (
+            "Success. With Accept: application/x-ndjson: one envelope per line, each page's entry of "
+            f"{pipeline.pages_field} as `result` with its `pageIndex`, as pages finish; then a last line "
+            "with `result.dataInfo` and `result.totals`, or an error line naming the page that failed"
+        )
+        answer["content"]["application/x-ndjson"] = {"schema": {"type": "string"}}
+        answer["headers"] = PAGES_HEADERS
+    return answer
+
+
 def _inference(pipeline: Pipeline, unauthorized: dict[str, Any], guard: dict[str, Any]) -> dict[str, Any]:
     return {
         "post": {
@@ -76,9 +102,7 @@ def _inference(pipeline: Pipeline, unauthorized: dict[str, Any], guard: dict[str
                 },
             },
             "responses": {
-                "200": _json(
-                    _envelope({"$ref": REF.format(model=pipeline.result_model.__name__)}), "Success"
-                ),
+                "200": _success(pipeline),
                 **unauthorized,
                 "413": _error("Body or image over the limits"),
                 "422": _error("Invalid request; errorMsg names the field"),
@@ -134,4 +158,38 @@ def _server_paths(serving: ServingSettings, unauthorized: dict[str, Any], guarde
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
             }
         },
+        "/docs": {
+            "get": {
+                "summary": "This document as an interactive page (Swagger UI): try the routes from a browser",
+                "operationId": "docs",
+                "responses": {"200": _html("The page")},
+            }
+        },
+        "/docs/static/{asset}": {
+            "get": {
+                "summary": "The page's scripts, styles and icons",
+                "operationId": "docsAsset",
+                "parameters": [
+                    {"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}},
+                    "404": _error("No such file"),
+                },
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "Redirects to /docs",
+                "operationId": "home",
+                "responses": {"302": {"description": "To the API page", "headers": {"Location": _LOCATION}}},
+            }
+        },
     }
+
+
+_LOCATION = {"schema": {"type": "string"}}
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
