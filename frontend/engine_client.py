@@ -78,6 +78,8 @@ class WorkerLostError(Exception):
         return None
 
 
+# Pages of a streamed document in flight at least, however few the workers.
+STREAM_WINDOW_MIN = 4
 # Sends of one task before giving up, when its workers keep exiting.
 MAX_ATTEMPTS = 4
 # A worker dying of one of these crashed in native code, on its own.
@@ -125,8 +127,9 @@ class EngineClient:
         # One batch running and one queued behind it keeps a worker busy;
         # anything more waits here, where dropping it is free.
         self.max_outstanding = 2 * config.engine.max_batch_size
-        # Pages of one streamed document running or waiting to be taken: enough to keep every worker busy.
-        self.stream_window = self.max_outstanding * max(1, len(supervisor.plan))
+        # Pages of one streamed document running or done and not yet sent: one running and one
+        # waiting per worker keeps every worker busy, and the first page comes back soon.
+        self.stream_window = max(STREAM_WINDOW_MIN, 2 * len(supervisor.plan))
         supervisor.on_ready = self._worker_ready
         supervisor.on_lost = self._worker_lost
 
@@ -344,7 +347,7 @@ class EngineClient:
             except RingFullError:
                 continue
             except RecordTooLargeError:
-                raise RequestError(413, "image is too large for the server's shared-memory buffers") from None
+                raise RequestError(413, self._too_large(pending.task)) from None
             handle.take(pipeline)
             pending.worker = handle
             # A worker that died a moment ago is not reaped yet: its bell is
@@ -352,6 +355,18 @@ class EngineClient:
             handle.bell.ring()
             return True
         return False
+
+    @staticmethod
+    def _too_large(task: Task) -> str:
+        """Why a task does not fit a ring: the request's file, or its parts' results put together."""
+        size = sum(len(part) for part in task.frame()) / 2**20
+        if "children" not in task.params:
+            return f"the file ({size:.1f} MiB with its settings) is too large for the server's shared memory"
+        return (
+            f"the results of this request's {len(task.params['children'])} parts ({size:.1f} MiB) are too "
+            "large to put together in the server's shared memory (Serving.request_ring_mb); for a long PDF, "
+            "stream the answer page by page (Accept: application/x-ndjson)"
+        )
 
     def _flush_backlog(self) -> None:
         """Send what waits here, one task of each pipeline in turn, while workers take them."""

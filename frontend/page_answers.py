@@ -103,6 +103,14 @@ async def stream_pages(
             return await lines.last(_error(log_id, exc.status, exc.message, sent))
         except (ConnectionResetError, _ClientStalledError):
             return response  # nobody reads on; leaving cancels the pages still running
+        except asyncio.CancelledError:
+            # The client left (the line goes nowhere), or the server stopped after its drain grace.
+            log.info("logId=%s: stream cancelled at page %d (client left, or server stopped)", log_id, sent)
+            stopped = _envelope(log_id, 503, "the server stopped before this page; retry", pageIndex=sent)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await lines.last(stopped)
+            raise
         except Exception:
             log.exception("streaming %s failed at page %d (logId %s)", request.path, sent, log_id)
             return await lines.last(_error(log_id, 500, "Internal server error", sent))
@@ -112,7 +120,7 @@ async def stream_pages(
         "pages": sent,
         "pagesInFile": info.in_file,
         "pagesDropped": info.in_file - sent,
-        "seconds": seconds,
+        "seconds": round(seconds, 3),
     }
     log.info("logId=%s: streamed %d of %d pages in %.1f s", log_id, sent, info.in_file, seconds)
     return await lines.last(

@@ -62,11 +62,15 @@ def encrypted() -> bytes:
 
 
 def text_pages(
-    texts: list[str], broken: frozenset[int] = frozenset(), size_pt: tuple[int, int] = (300, 120)
+    texts: list[str],
+    broken: frozenset[int] = frozenset(),
+    size_pt: tuple[int, int] = (300, 120),
+    font_pt: int = 40,
 ) -> bytes:
-    """One page per text, written in Helvetica (a font every PDF reader has built in): a
-    long document that is small and quick to read. A page index in ``broken`` is an
-    object that is not a page at all, which the reader only finds out when it gets there."""
+    """One page per text (lines split at newlines), written in Helvetica (a font every PDF
+    reader has built in): a long document that is small and quick to read. A page index
+    in ``broken`` is an object that is not a page at all, which the reader only finds out
+    when it gets there."""
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"",
@@ -78,8 +82,11 @@ def text_pages(
         if index in broken:
             objects.append(b"<< /Type /Font >>")
             continue
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)").encode("latin-1")
-        content = b"BT /F1 40 Tf 20 45 Td (%s) Tj ET" % escaped
+        lines = text.split("\n")
+        escaped = [t.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") for t in lines]
+        shown = " ".join(f"({t}) Tj 0 -{font_pt * 1.5:g} Td" for t in escaped)
+        start = size_pt[1] - 2 * font_pt if len(lines) > 1 else 45  # one line: near the bottom
+        content = f"BT /F1 {font_pt} Tf 20 {start:g} Td {shown} ET".encode("latin-1")
         objects.append(
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font << /F1 3 0 R >> >> "
             b"/Contents %d 0 R >>" % (*size_pt, len(objects) + 2)
