@@ -11,6 +11,7 @@ import json
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,17 @@ def numbered(count: int, broken: frozenset[int] = frozenset()) -> dict[str, Any]
     return {"file": b64(document), "fileType": 0}
 
 
-def stream(server: Server, payload: dict[str, Any]) -> tuple[requests.Response, list[tuple[float, dict]]]:
-    """Every line of a streamed answer, with the time it arrived."""
+def stream(
+    server: Server, payload: dict[str, Any], on_first: Callable[[], Any] = lambda: None
+) -> tuple[requests.Response, list[tuple[float, dict]]]:
+    """Every line of a streamed answer, with the time it arrived; ``on_first`` runs when the first arrives."""
     started = time.monotonic()
     response = requests.post(f"{server.url}/ocr", json=payload, headers=NDJSON, stream=True, timeout=300)
-    lines = [(time.monotonic() - started, json.loads(line)) for line in response.iter_lines() if line]
+    lines = []
+    for line in response.iter_lines():
+        lines.append((time.monotonic() - started, json.loads(line)))
+        if len(lines) == 1:
+            on_first()
     return response, lines
 
 
@@ -57,8 +64,16 @@ def number_on(line: dict[str, Any]) -> int:
 
 @pytest.mark.slow
 def test_a_40_page_pdf_streams_every_page_in_order_as_pages_finish(server: Server) -> None:
-    response, lines = stream(server, numbered(40))
+    detected = metric(server, DETECTED_PAGES)
+    read_by_then: list[float] = []
+
+    def count_pages_read() -> None:
+        read_by_then.append(metric(server, DETECTED_PAGES))
+
+    response, lines = stream(server, numbered(40), count_pages_read)
     assert response.status_code == 200
+    # When the first page arrived, most pages had not even been started (let alone the last read).
+    assert read_by_then[0] - detected <= 16, read_by_then
     assert response.headers["Content-Type"].startswith("application/x-ndjson")
     *pages, (last_at, last) = lines
     assert [line["pageIndex"] for _, line in pages] == list(range(40))
