@@ -30,7 +30,7 @@ from pxserve.frontend.envelope import (
 )
 from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.openapi import openapi_document
-from pxserve.frontend.page_answers import note_dropped, stream_pages, wants_stream
+from pxserve.frontend.page_answers import end_streams_on_shutdown, note_dropped, stream_pages, wants_stream
 from pxserve.frontend.url_fetch import UrlFetcher
 from pxserve.shared.config import ServingSettings, describe_validation_error
 from pxserve.shared.errors import RequestError
@@ -166,9 +166,14 @@ def plan_routes(pipelines: list[Pipeline]) -> dict[str, Pipeline]:
 
 
 def create_app(
-    pipelines: list[Pipeline], serving: ServingSettings, engine: EngineClient, telemetry: Metrics
+    pipelines: list[Pipeline],
+    serving: ServingSettings,
+    engine: EngineClient,
+    telemetry: Metrics,
+    drain_grace_s: float = 30.0,
 ) -> web.Application:
-    """``serving``: the engine-wide settings (keys, auth, the largest body any route takes)."""
+    """``serving``: the engine-wide settings (keys, auth, the largest body any route takes);
+    ``drain_grace_s``: how long requests in flight may still run once the server stops."""
     keys = load_api_keys(serving)
     app = web.Application(
         client_max_size=serving.max_body_bytes,
@@ -190,6 +195,7 @@ def create_app(
     app[ENGINE] = engine
     app[METRICS] = telemetry
     app[MAX_BODY] = serving.max_body_bytes
+    end_streams_on_shutdown(app, drain_grace_s)
     app[OPENAPI] = orjson.dumps(openapi_document(pipelines, serving, secured=bool(keys)))
     app.router.add_get("/health", health)
     app.router.add_get("/livez", live)

@@ -11,7 +11,9 @@ envelope form:
   {"dataInfo", "totals": {"pages", "pagesInFile", "pagesDropped", "seconds"}}}``;
 * or, when something fails after the first byte, a last line
   ``{"logId", "errorCode": <status>, "errorMsg", "pageIndex"}`` naming the page
-  that failed. A stream never just stops.
+  that failed. A stream never just stops: one still running when the server
+  stops gets the drain grace, then a 503 line, while its connection still
+  carries it.
 
 Failures before the first page (bad request, unreadable file, full queue)
 are ordinary error answers with their status. An image is a one-page
@@ -41,6 +43,10 @@ from pxserve.shared.pipelines import Pipeline
 log = logging.getLogger("pxserve.pages")
 
 NDJSON = "application/x-ndjson"
+# Set while the server stops, shortly before its drain grace ends: streams still running then end
+# with a 503 line, while their connection can still carry it.
+STREAMS_END = web.AppKey("streams_end", asyncio.Event)
+STREAM_END_MARGIN_S = 5.0
 PAGES_READ = "X-Pxserve-Pages-Read"
 PAGES_DROPPED = "X-Pxserve-Pages-Dropped"
 
@@ -59,6 +65,17 @@ def wants_stream(request: web.Request) -> bool:
         preference[media.lower()] = quality
     ndjson = preference.get(NDJSON, 0.0)
     return ndjson > 0 and ndjson >= preference.get("application/json", 0.0)
+
+
+def end_streams_on_shutdown(app: web.Application, drain_grace_s: float) -> None:
+    """Give streams the server's drain grace, less a margin, to finish once it starts stopping."""
+    app[STREAMS_END] = asyncio.Event()
+
+    async def on_shutdown(app: web.Application) -> None:
+        delay = max(0.0, drain_grace_s - STREAM_END_MARGIN_S)
+        asyncio.get_running_loop().call_later(delay, app[STREAMS_END].set)
+
+    app.on_shutdown.append(on_shutdown)
 
 
 def note_dropped(request: web.Request, response: web.StreamResponse, reading: Reading, limit: str) -> None:
@@ -94,22 +111,22 @@ async def stream_pages(
     sent = 0
     async with contextlib.aclosing(opened.outcomes) as outcomes:
         try:
-            async for outcome in outcomes:
+            while (outcome := await _next_page(outcomes, request.app[STREAMS_END])) is not None:
                 if not outcome.ok:
                     return await lines.last(_error(log_id, outcome.status, outcome.message, sent))
                 await lines.send(_page(log_id, sent, outcome.body))
                 sent += 1
         except RequestError as exc:
             return await lines.last(_error(log_id, exc.status, exc.message, sent))
+        except _ServerStoppingError:
+            stopping = (
+                "the server is stopping; the pages from this one on were not read: send the request again"
+            )
+            return await lines.last(_error(log_id, 503, stopping, sent))
         except (ConnectionResetError, _ClientStalledError):
             return response  # nobody reads on; leaving cancels the pages still running
         except asyncio.CancelledError:
-            # The client left (the line goes nowhere), or the server stopped after its drain grace.
-            log.info("logId=%s: stream cancelled at page %d (client left, or server stopped)", log_id, sent)
-            stopped = _envelope(log_id, 503, "the server stopped before this page; retry", pageIndex=sent)
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1):
-                    await lines.last(stopped)
+            log.info("logId=%s: stream cancelled at page %d: its client left", log_id, sent)
             raise
         except Exception:
             log.exception("streaming %s failed at page %d (logId %s)", request.path, sent, log_id)
@@ -126,6 +143,26 @@ async def stream_pages(
     return await lines.last(
         _envelope(log_id, 0, "Success", result={"dataInfo": info.data_info, "totals": totals})
     )
+
+
+async def _next_page(outcomes: AsyncIterator[Outcome], ending: asyncio.Event) -> Outcome | None:
+    """The next page's outcome (None after the last); _ServerStoppingError if ``ending`` comes first."""
+    step = asyncio.ensure_future(anext(outcomes, None))
+    stop = asyncio.ensure_future(ending.wait())
+    try:
+        await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if step.done():
+            return step.result()
+        raise _ServerStoppingError
+    finally:
+        stop.cancel()
+        if not step.done():
+            step.cancel()  # the pages running are cancelled with it
+            await asyncio.gather(step, return_exceptions=True)
+
+
+class _ServerStoppingError(Exception):
+    """The server is stopping and its drain grace is nearly over."""
 
 
 def _one_document(pipeline: Pipeline, outcome: Outcome) -> PageStream:

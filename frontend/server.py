@@ -184,7 +184,7 @@ async def serve(
     # handler_cancellation: a client that hangs up cancels its handler, and
     # with it the request's tasks (see engine_client.py).
     runner = web.AppRunner(
-        create_app(pipelines, config.engine, engine, telemetry),
+        create_app(pipelines, config.engine, engine, telemetry, DRAIN_GRACE_S),
         access_log=None,
         shutdown_timeout=DRAIN_GRACE_S,
         handler_cancellation=True,

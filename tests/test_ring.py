@@ -187,3 +187,13 @@ def test_a_documents_pages_and_a_streamed_task_round_trip() -> None:
     assert decoded.pages == DocumentPages(info, 5) and (decoded.pages.read, decoded.pages.dropped) == (2, 3)
     assert FanOut.decode(FanOut(plan.children, plan.then).encode()).pages is None
     assert not decoded.children[0].child_of(streamed).streamed  # pages are ordinary tasks
+
+
+def test_a_task_too_large_for_a_ring_is_named_for_what_it_carries() -> None:
+    from pxserve.frontend.engine_client import EngineClient
+
+    upload = Task(1, {"topk": 1}, b"x" * 3 * 2**20)
+    assert EngineClient._too_large(upload).startswith("the file (3.0 MiB")
+    joined = Task(1, {}, b"", "document").with_children([b"{}"] * 300)
+    message = EngineClient._too_large(joined)
+    assert "300 parts" in message and "Accept: application/x-ndjson" in message

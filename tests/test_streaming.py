@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -196,3 +197,31 @@ def test_routes_without_pages_answer_json_whatever_the_accept_header(server: Ser
     plain = requests.post(f"{server.url}/ocr", json=numbered(2), headers=prefers, timeout=60)
     assert plain.headers["Content-Type"].startswith("application/json")
     assert len(plain.json()["result"]["ocrResults"]) == 2
+
+
+@pytest.mark.slow
+def test_a_stream_outlasting_the_drain_grace_at_shutdown_ends_with_a_503_line(work_dir: Path) -> None:
+    from pxserve.frontend.page_answers import STREAM_END_MARGIN_S
+    from pxserve.frontend.server import DRAIN_GRACE_S
+
+    folder = work_dir / "stopping"
+    folder.mkdir()
+    config = write_ocr_config(folder, {"instances_per_device": 2, "cpu_threads": 1})
+    running = start_server(config, folder)
+
+    def stop_the_server() -> None:
+        running.process.send_signal(signal.SIGTERM)
+
+    try:  # a thousand pages take minutes: far longer than the drain grace
+        _, lines = stream(running, numbered(1000), stop_the_server)
+    finally:
+        code = running.stop()
+    *pages, (ended_at, last) = lines
+    assert code == 0
+    assert last["errorCode"] == 503 and last["pageIndex"] == len(pages)
+    assert "stopping" in last["errorMsg"] and "send the request again" in last["errorMsg"]
+    assert [line["pageIndex"] for _, line in pages] == list(range(len(pages)))
+    assert len(pages) < 1000
+    assert "Traceback" not in running.logs()
+    # It ran on for the drain grace (less the margin the last line needs) after the SIGTERM.
+    assert ended_at - lines[0][0] > DRAIN_GRACE_S - STREAM_END_MARGIN_S - 1
