@@ -79,8 +79,8 @@ class WorkerLostError(Exception):
 
 
 # Pages of a streamed document in flight per worker: with fewer, a worker waits whenever the
-# page to send next is slower than those after it (two per worker read 14% fewer pages/s than
-# a whole answer); with more, the first page takes longer to come back.
+# page to send next is slower than those after it (two per worker read 2-14% fewer pages/s than
+# a whole answer in benchmarks/streaming.py runs); with more, the first page takes longer to come back.
 STREAM_PAGES_PER_WORKER = 4
 # Sends of one task before giving up, when its workers keep exiting.
 MAX_ATTEMPTS = 4
