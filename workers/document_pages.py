@@ -45,9 +45,9 @@ class Page:
 
 class DocumentRunner:
     STAGES: ClassVar[StageTable]
-    results_key: ClassVar[str]  # "tableRecResults", "sealRecResults"
 
     def __init__(self, pipeline: Pipeline, context: RunnerContext) -> None:
+        self.results_key = pipeline.pages_field  # "tableRecResults", "sealRecResults"
         self.preprocessor = preprocessor_of(context)
         self.stage_name = context.stage_name
         self.beat = context.beat

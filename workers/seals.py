@@ -41,8 +41,6 @@ class AssembleParams(BaseModel):
 
 
 class SealRunner(DocumentRunner):
-    results_key = "sealRecResults"
-
     def __init__(
         self, models: dict[str, LoadedModel], pipeline: SealRecognition, context: RunnerContext
     ) -> None:

@@ -74,8 +74,6 @@ class AssembleParams(BaseModel):
 
 
 class TableRunner(DocumentRunner):
-    results_key = "tableRecResults"
-
     def __init__(
         self, models: dict[str, LoadedModel], pipeline: TableRecognition, context: RunnerContext
     ) -> None:
