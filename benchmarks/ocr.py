@@ -67,6 +67,7 @@ def _offline_worker(engine: str, image: bytes, duration: float, barrier, results
     from pxserve.shared.model_dir import ModelDir
     from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
     from pxserve.workers.backends import BackendOptions, create_backend
+    from pxserve.workers.composed_runner import create_runner
 
     pipeline = get_pipeline(load_pipeline_config("OCR"))
     models = {}
@@ -74,7 +75,7 @@ def _offline_worker(engine: str, image: bytes, duration: float, barrier, results
         model = ModelDir.load(spec.model_dir)
         backend = create_backend(model, BackendOptions(Device("cpu"), 1, engine, spec.onnx_path))
         models[spec.key] = LoadedModel(model, backend, Device("cpu"))
-    runner = pipeline.create_runner(models, RunnerContext())
+    runner = create_runner(pipeline, models, RunnerContext())
     task = Task(0, {"orientation": False}, image, "image")
     runner.run([task])  # warm
     barrier.wait()

@@ -40,12 +40,13 @@ def _runner(pipeline_name: str, model_dir: str, engine: str, onnx_path: str | No
     from pxserve.shared.model_dir import ModelDir
     from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
     from pxserve.workers.backends import BackendOptions, create_backend
+    from pxserve.workers.composed_runner import create_runner
 
     model = ModelDir.load(model_dir)
     backend = create_backend(model, BackendOptions(Device("cpu"), threads, engine, onnx_path))
     pipeline = get_pipeline(load_pipeline_config(pipeline_name))
     models = {pipeline.sub_module: LoadedModel(model, backend, Device("cpu"))}
-    return pipeline.create_runner(models, RunnerContext())
+    return create_runner(pipeline, models, RunnerContext())
 
 
 def _worker(args: tuple, barrier, results) -> None:

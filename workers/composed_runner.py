@@ -8,6 +8,7 @@ each task of a batch to the runner its stage's namespace names.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 
 from pxserve.shared.messages import FAN_OUT, Outcome, Task
@@ -81,5 +82,12 @@ def build_runner(pipeline: Pipeline, models: dict[str, LoadedModel], context: Ru
         sub_models = {k[len(prefix) :]: m for k, m in models.items() if k.startswith(prefix)}
         subs[name] = build_runner(sub, sub_models, context.inside(name))
     own_models = {k: m for k, m in models.items() if NAMESPACE_SEPARATOR not in k}
-    own = pipeline.create_runner(own_models, context.with_subs(subs))
+    own = create_runner(pipeline, own_models, context.with_subs(subs))
     return ComposedRunner(own, subs) if subs else own
+
+
+def create_runner(pipeline: Pipeline, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
+    """The runner :attr:`Pipeline.runner` names (``"module:attribute"``), for this pipeline alone."""
+    module, _, attribute = pipeline.runner.partition(":")
+    factory = getattr(importlib.import_module(module), attribute)
+    return factory(models, pipeline, context)

@@ -22,7 +22,7 @@ import numpy as np
 
 from pxserve.shared.messages import Outcome, Task
 from pxserve.shared.pipelines import LoadedModel, RunnerContext
-from pxserve.shared.pipelines.doc_preprocessor import SUB_PIPELINE, DocParams, DocPreprocessor
+from pxserve.shared.pipelines.doc_preprocessor import ORIENTATION, SUB_PIPELINE, DocParams, DocPreprocessor
 from pxserve.shared.stages import Stage, StageTable
 from pxserve.workers import pdf_pages as pdf
 from pxserve.workers.page_images import decode_bgr, png_base64, rotate
@@ -52,7 +52,10 @@ class Preprocessed:
 
 
 class DocPreprocessorRunner:
-    def __init__(self, model: LoadedModel | None, pipeline: DocPreprocessor, context: RunnerContext) -> None:
+    def __init__(
+        self, models: dict[str, LoadedModel], pipeline: DocPreprocessor, context: RunnerContext
+    ) -> None:
+        model = models.get(ORIENTATION)
         self.classifier = model.backend if model is not None else None
         self.preprocess_input = Preprocessor(model.model.transform_ops) if model is not None else None
         labels = model.model.post_process("Topk").get("label_list") if model is not None else None

@@ -2,8 +2,10 @@
 
 A pipeline module defines a :class:`Pipeline` subclass and exposes it as
 ``PIPELINE``. The front uses its route, request model and :meth:`parse`;
-workers use :meth:`create_runner`. Heavy engines are imported only by the
-runner, so importing a pipeline module is safe in the front process.
+workers build the runner that :attr:`Pipeline.runner` names
+(``"module:Class"``), which only the worker side imports
+(workers/composed_runner.py). So shared/ never imports workers/, and
+importing a pipeline module is safe in the front process.
 
 A pipeline names the models it needs by their ``SubModules`` keys
 (:meth:`Pipeline.model_keys`); every worker loads all of them, each with its
@@ -111,6 +113,9 @@ class Pipeline(ABC):
     # For a pipeline that reads PDFs: the result's list with one entry per page (or image),
     # beside ``dataInfo``. Its route can then stream a document page by page (frontend/page_answers.py).
     pages_field: ClassVar[str] = ""
+    # The worker-side runner, as "module:attribute": called with (models by key, this pipeline,
+    # RunnerContext). A name, not an import: shared/ never imports workers/.
+    runner: ClassVar[str]
     # Models pxserve carries itself: model_name -> the module that builds it
     # (it offers model_dir(), is_cached() and a __main__ that exports it).
     embedded_models: ClassVar[dict[str, str]] = {}
@@ -170,10 +175,6 @@ class Pipeline(ABC):
     @abstractmethod
     async def parse(self, request: Any, images: ImageLoader) -> Task:
         """Front-side: validated request -> its first task (the engine assigns the id)."""
-
-    @abstractmethod
-    def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
-        """Worker-side: build what turns batches into outcomes, from the loaded models by key."""
 
 
 ENTRY_POINT_GROUP = "pxserve.pipelines"

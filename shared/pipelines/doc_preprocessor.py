@@ -24,7 +24,7 @@ from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
-from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+from pxserve.shared.pipelines import Pipeline
 from pxserve.shared.pipelines._document_requests import FileRequest
 
 ORIENTATION, UNWARPING = "DocOrientationClassify", "DocUnwarping"
@@ -70,6 +70,7 @@ class DocPreprocessorResult(BaseModel):
 class DocPreprocessor(Pipeline):
     name = "doc_preprocessor"
     route = "/document-preprocessing"
+    runner = "pxserve.workers.doc_preprocessor:DocPreprocessorRunner"
     summary = "Turn document pages upright (PaddleX doc_preprocessor API)"
     request_model = DocPreprocessorRequest
     result_model = DocPreprocessorResult
@@ -119,11 +120,6 @@ class DocPreprocessor(Pipeline):
         if is_pdf:
             params.max_pages = self.max_pdf_pages
         return Task(0, params.model_dump(exclude_none=True), data, "pdf" if is_pdf else "image")
-
-    def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
-        from pxserve.workers.doc_preprocessor import DocPreprocessorRunner
-
-        return DocPreprocessorRunner(models.get(ORIENTATION), self, context)
 
 
 def check_switches(pipeline: Pipeline, orientation: bool | None, unwarping: bool | None) -> None:

@@ -24,7 +24,7 @@ from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
-from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+from pxserve.shared.pipelines import Pipeline
 from pxserve.shared.pipelines._document_requests import DetectionOverrides, FileRequest, TextDetectionFields
 from pxserve.shared.pipelines.doc_preprocessor import SUB_PIPELINE, check_switches
 
@@ -103,6 +103,7 @@ class OcrResult(BaseModel):
 class Ocr(Pipeline):
     name = "OCR"
     route = "/ocr"
+    runner = "pxserve.workers.ocr.runner:OcrRunner"
     summary = "Read the text of an image or PDF (PaddleX OCR API)"
     request_model = OcrRequest
     result_model = OcrResult
@@ -124,7 +125,8 @@ class Ocr(Pipeline):
     def has_orientation(self) -> bool:
         return ORIENTATION in self.config.SubModules
 
-    def _setting(self, key: str, name: str, default: Any) -> Any:
+    def module_setting(self, key: str, name: str, default: Any) -> Any:
+        """A SubModules entry's own setting (``thresh``, ``batch_size``...), or ``default``."""
         module = self.config.SubModules.get(key)
         value = (module.model_extra or {}).get(name) if module is not None else None
         if name == "batch_size" and module is not None and module.batch_size:
@@ -146,30 +148,6 @@ class Ocr(Pipeline):
             raise ConfigError(
                 f"{self.config.source}: use_doc_preprocessor is true but SubPipelines has no {SUB_PIPELINE}"
             )
-
-    def defaults(self):  # -> pxserve.workers.ocr.runner.OcrDefaults (worker-side type)
-        from pxserve.workers.ocr.detection import DetectionParams
-        from pxserve.workers.ocr.runner import OcrDefaults
-
-        extra = self.config.model_extra or {}
-        serving = self.config.Serving
-        base = DetectionParams()
-        det = {k: self._setting(DETECTION, k, getattr(base, k)) for k in DETECTION_KEYS}
-        return OcrDefaults(
-            det=DetectionParams(**det),
-            text_type=str(extra.get("text_type", "general")),
-            use_doc_preprocessor=bool(extra.get("use_doc_preprocessor", False)),
-            use_textline_orientation=bool(extra.get("use_textline_orientation", True))
-            and self.has_orientation,
-            text_rec_score_thresh=float(self._setting(RECOGNITION, "score_thresh", 0.0)),
-            visualize=serving.visualize,
-            rec_batch_size=int(self._setting(RECOGNITION, "batch_size", 6)),
-            orientation_batch_size=int(self._setting(ORIENTATION, "batch_size", 6)),
-            max_pdf_pages=self.max_pdf_pages,
-            max_pixels=serving.max_pixels,
-            max_side=serving.max_side,
-            max_stream_pages=serving.max_stream_pages,
-        )
 
     async def parse(self, request: OcrRequest, images: ImageLoader) -> Task:
         check_switches(self, request.useDocOrientationClassify, request.useDocUnwarping)
@@ -197,11 +175,6 @@ class Ocr(Pipeline):
             word_box=request.returnWordBox,
             visualize=request.visualize,
         )
-
-    def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
-        from pxserve.workers.ocr.runner import OcrRunner
-
-        return OcrRunner(models, self.defaults(), context)
 
 
 PIPELINE = Ocr

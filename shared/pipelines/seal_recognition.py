@@ -29,7 +29,7 @@ from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
-from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+from pxserve.shared.pipelines import Pipeline
 from pxserve.shared.pipelines._document_requests import DetectionOverrides, FileRequest
 from pxserve.shared.pipelines.doc_preprocessor import check_switches
 from pxserve.shared.pipelines.ocr import Ocr
@@ -101,6 +101,7 @@ class SealRecognitionResult(BaseModel):
 class SealRecognition(Pipeline):
     name = "seal_recognition"
     route = "/seal-recognition"
+    runner = "pxserve.workers.seals:SealRunner"
     summary = "Read the text of seals, curved text straightened (PaddleX seal_recognition API)"
     request_model = SealRequest
     result_model = SealRecognitionResult
@@ -166,11 +167,6 @@ class SealRecognition(Pipeline):
             max_pages=self.max_pdf_pages if is_pdf else None,
         )
         return Task(0, params.model_dump(exclude_none=True), data, "pdf" if is_pdf else "image")
-
-    def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
-        from pxserve.workers.seals import SealRunner
-
-        return SealRunner(models, self, context)
 
 
 PIPELINE = SealRecognition

@@ -29,7 +29,7 @@ from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
-from pxserve.shared.pipelines import LoadedModel, Pipeline, Runner, RunnerContext
+from pxserve.shared.pipelines import Pipeline
 from pxserve.shared.pipelines._document_requests import DetectionOverrides, FileRequest, TextDetectionFields
 from pxserve.shared.pipelines.doc_preprocessor import check_switches
 from pxserve.shared.pipelines.ocr import Ocr
@@ -92,6 +92,7 @@ class TableRecognitionResult(BaseModel):
 class TableRecognition(Pipeline):
     name = "table_recognition"
     route = "/table-recognition"
+    runner = "pxserve.workers.tables.runner:TableRunner"
     summary = "Read tables as HTML, with their text (PaddleX table_recognition API)"
     request_model = TableRequest
     result_model = TableRecognitionResult
@@ -145,11 +146,6 @@ class TableRecognition(Pipeline):
             max_pages=self.max_pdf_pages if is_pdf else None,
         )
         return Task(0, params.model_dump(exclude_none=True), data, "pdf" if is_pdf else "image")
-
-    def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> Runner:
-        from pxserve.workers.tables.runner import TableRunner
-
-        return TableRunner(models, self, context)
 
 
 PIPELINE = TableRecognition

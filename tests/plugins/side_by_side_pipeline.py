@@ -45,6 +45,7 @@ class CombineParams(BaseModel):
 class SideBySide(Pipeline):
     name = "ocr_side_by_side"
     route = "/ocr-side-by-side"
+    runner = f"{__name__}:SideBySideRunner"
     summary = "Read a file with two OCR sub-pipelines"
     request_model = OcrRequest
     result_model = SideBySideResult
@@ -54,12 +55,9 @@ class SideBySide(Pipeline):
         params = BothParams(ocr=OcrParams.model_validate(first.params), stage=first.stage)
         return STAGES["both"].task(params, first.image)
 
-    def create_runner(self, models: dict[str, LoadedModel], context: RunnerContext) -> SideBySideRunner:
-        return SideBySideRunner(context)
-
 
 class SideBySideRunner:
-    def __init__(self, context: RunnerContext) -> None:
+    def __init__(self, models: dict[str, LoadedModel], pipeline: SideBySide, context: RunnerContext) -> None:
         self.context = context
 
     def run(self, tasks: list[Task]) -> list[Outcome]:

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict
 from pxserve.shared.errors import RequestError
 from pxserve.shared.messages import PARENT_PAYLOAD, FanOut, Outcome, Task
 from pxserve.shared.pipelines import LoadedModel, RunnerContext
-from pxserve.shared.pipelines.ocr import OcrParams
+from pxserve.shared.pipelines.ocr import DETECTION, DETECTION_KEYS, ORIENTATION, RECOGNITION, Ocr, OcrParams
 from pxserve.shared.stages import Stage, StageError, StageTable
 from pxserve.workers import pdf_pages as pdf
 from pxserve.workers.doc_preprocessor import preprocessor_of
@@ -85,6 +85,30 @@ class OcrDefaults:
     max_pixels: int = 64_000_000
     max_side: int = 16_384
     max_stream_pages: int = 1000
+
+
+def defaults_of(pipeline: Ocr) -> OcrDefaults:
+    """What the pipeline's config says for whatever a request leaves unset."""
+    extra = pipeline.config.model_extra or {}
+    serving = pipeline.config.Serving
+    setting = pipeline.module_setting
+    base = DetectionParams()
+    det = {k: setting(DETECTION, k, getattr(base, k)) for k in DETECTION_KEYS}
+    return OcrDefaults(
+        det=DetectionParams(**det),
+        text_type=str(extra.get("text_type", "general")),
+        use_doc_preprocessor=bool(extra.get("use_doc_preprocessor", False)),
+        use_textline_orientation=bool(extra.get("use_textline_orientation", True))
+        and pipeline.has_orientation,
+        text_rec_score_thresh=float(setting(RECOGNITION, "score_thresh", 0.0)),
+        visualize=serving.visualize,
+        rec_batch_size=int(setting(RECOGNITION, "batch_size", 6)),
+        orientation_batch_size=int(setting(ORIENTATION, "batch_size", 6)),
+        max_pdf_pages=pipeline.max_pdf_pages,
+        max_pixels=serving.max_pixels,
+        max_side=serving.max_side,
+        max_stream_pages=serving.max_stream_pages,
+    )
 
 
 @dataclass(frozen=True)
@@ -167,8 +191,8 @@ class LineGroup:
 
 
 class OcrRunner:
-    def __init__(self, models: dict[str, LoadedModel], defaults: OcrDefaults, context: RunnerContext) -> None:
-        self.defaults = defaults
+    def __init__(self, models: dict[str, LoadedModel], pipeline: Ocr, context: RunnerContext) -> None:
+        self.defaults = defaults = defaults_of(pipeline)
         self.stage_name = context.stage_name  # our namespace, for the tasks we fan out
         self.workers = context.workers
         self.beat = context.beat
