@@ -30,7 +30,14 @@ from pxserve.frontend.envelope import (
 )
 from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.openapi import openapi_document
-from pxserve.frontend.page_answers import end_streams_on_shutdown, note_dropped, stream_pages, wants_stream
+from pxserve.frontend.page_answers import (
+    answer_document,
+    end_streams_on_shutdown,
+    note_dropped,
+    stream_pages,
+    wanted_document,
+    wants_stream,
+)
 from pxserve.frontend.url_fetch import UrlFetcher
 from pxserve.shared.config import ServingSettings, describe_validation_error
 from pxserve.shared.errors import RequestError
@@ -88,10 +95,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def infer(request: web.Request) -> web.StreamResponse:
-    """A pipeline's route: JSON in, PaddleX's envelope out; or NDJSON page by page if asked for."""
+    """A pipeline's route: JSON in, PaddleX's envelope out; or NDJSON page by page, or a whole
+    document in a format the pipeline offers, if the Accept header asks for it."""
     route: Route = request.app[ROUTES][request.match_info.route.resource.canonical]
     pipeline, engine = route.pipeline, request.app[ENGINE]
-    streamed = bool(pipeline.pages_field) and wants_stream(request)
+    document = wanted_document(request, pipeline) if pipeline.pages_field else None
+    streamed = bool(pipeline.pages_field) and not document and wants_stream(request)
     async with engine.admission(route.name) as deadline:  # 503 before reading, parsing or fetching anything
         data = await receive_json(request, deadline, route.serving.max_body_bytes)
         adopt_log_id(request, data)
@@ -100,6 +109,8 @@ async def infer(request: web.Request) -> web.StreamResponse:
         except ValidationError as exc:
             raise RequestError(422, describe_validation_error(exc)) from None
         task = await pipeline.parse(validated, route.images)
+        if document:
+            return await answer_document(request, pipeline, engine, task, deadline, document)
         if streamed:
             return await stream_pages(request, pipeline, engine, task, deadline)
         reading = Reading()

@@ -16,7 +16,12 @@ envelope form:
   carries it.
 
 Failures before the first page (bad request, unreadable file, full queue)
-are ordinary error answers with their status. An image is a one-page
+are ordinary error answers with their status.
+
+A pipeline may also offer whole documents (``Pipeline.document_formats``,
+e.g. PP-StructureV3's ``text/markdown`` and ``application/zip``): a client
+that prefers one of those media types gets the document, written from the
+same pages in order (:func:`answer_document`). An image is a one-page
 stream. A streamed PDF reads up to ``Serving.max_stream_pages`` pages; the
 normal answer reads ``max_pdf_pages`` and, when the file has more, says so
 in ``X-Pxserve-Pages-Dropped`` (PaddleX clients ignore headers) and in the
@@ -51,8 +56,8 @@ PAGES_READ = "X-Pxserve-Pages-Read"
 PAGES_DROPPED = "X-Pxserve-Pages-Dropped"
 
 
-def wants_stream(request: web.Request) -> bool:
-    """Whether the client prefers NDJSON to JSON (its Accept header, with q-values)."""
+def _preferences(request: web.Request) -> dict[str, float]:
+    """The client's Accept header: media type -> quality."""
     preference = {}
     for part in request.headers.get("Accept", "").split(","):
         media, *options = (piece.strip() for piece in part.split(";"))
@@ -63,8 +68,23 @@ def wants_stream(request: web.Request) -> bool:
                 with contextlib.suppress(ValueError):
                     quality = float(value)
         preference[media.lower()] = quality
+    return preference
+
+
+def wants_stream(request: web.Request) -> bool:
+    """Whether the client prefers NDJSON to JSON (its Accept header, with q-values)."""
+    preference = _preferences(request)
     ndjson = preference.get(NDJSON, 0.0)
     return ndjson > 0 and ndjson >= preference.get("application/json", 0.0)
+
+
+def wanted_document(request: web.Request, pipeline: Pipeline) -> str | None:
+    """The whole-document format the client prefers to JSON and NDJSON, if the pipeline offers one."""
+    preference = _preferences(request)
+    offered = [(preference.get(media, 0.0), media) for media in pipeline.document_formats]
+    quality, media = max(offered, default=(0.0, ""))
+    others = max(preference.get("application/json", 0.0), preference.get(NDJSON, 0.0))
+    return media if quality > 0 and quality >= others else None
 
 
 def end_streams_on_shutdown(app: web.Application, drain_grace_s: float) -> None:
@@ -145,6 +165,64 @@ async def stream_pages(
     )
 
 
+async def answer_document(
+    request: web.Request, pipeline: Pipeline, engine: EngineClient, task: Task, deadline: float, media: str
+) -> web.StreamResponse:
+    """Answer an admitted request with the whole document in ``media`` (one of the pipeline's
+    ``document_formats``), written from its pages in order. A format that streams sends each
+    page's part as it comes and, if a page fails after the first byte, ends with its own
+    account of why; one that does not answers at the end, so a failure is an ordinary error."""
+    log_id = log_id_of(request)
+    opened = await engine.open_stream(pipeline.name, task, deadline)
+    if isinstance(opened, Outcome):
+        if not opened.ok:
+            return failure(log_id, opened.status, opened.message)
+        opened = _one_document(pipeline, opened)
+    writer = pipeline.document_formats[media](opened.pages.data_info)
+    response: web.StreamResponse | None = None
+    if writer.streams:
+        response = web.StreamResponse(headers={"Content-Type": writer.media_type})
+        note_dropped(request, response, Reading([opened.pages]), "max_stream_pages")
+        await response.prepare(request)
+    chunks = _Lines(request, response, engine.settings[pipeline.name].request_timeout_s) if response else None
+    sent = 0
+    status, message = 0, ""
+    async with contextlib.aclosing(opened.outcomes) as outcomes:
+        try:
+            while (outcome := await _next_page(outcomes, request.app[STREAMS_END])) is not None:
+                if not outcome.ok:
+                    status, message = outcome.status, outcome.message
+                    break
+                part = writer.add(orjson.loads(outcome.body))
+                if chunks is not None and part:
+                    await chunks.send(part, end=b"")
+                sent += 1
+        except RequestError as exc:
+            status, message = exc.status, exc.message
+        except _ServerStoppingError:
+            status, message = 503, "the server is stopping: send the request again"
+        except (ConnectionResetError, _ClientStalledError):
+            return response or web.Response(status=499)  # nobody reads on
+        except asyncio.CancelledError:
+            log.info("logId=%s: document cancelled at page %d: its client left", log_id, sent)
+            raise
+        except Exception:
+            log.exception("writing %s as %s failed at page %d (logId %s)", request.path, media, sent, log_id)
+            status, message = 500, "Internal server error"
+    if status:
+        message = f"page {sent + 1}: {message}" if opened.pages.in_file > 1 else message
+        log.info("logId=%s: document ended at page %d with %d: %s", log_id, sent, status, message)
+        if chunks is None:
+            return failure(log_id, status, message)
+        return await chunks.last(writer.fail(status, message), end=b"")
+    log.info("logId=%s: wrote %d pages as %s", log_id, sent, media)
+    if chunks is None:
+        answer = web.Response(body=writer.finish(), headers={"Content-Type": writer.media_type})
+        note_dropped(request, answer, Reading([opened.pages]), "max_stream_pages")
+        return answer
+    return await chunks.last(writer.finish(), end=b"")
+
+
 async def _next_page(outcomes: AsyncIterator[Outcome], ending: asyncio.Event) -> Outcome | None:
     """The next page's outcome (None after the last); _ServerStoppingError if ``ending`` comes first."""
     step = asyncio.ensure_future(anext(outcomes, None))
@@ -187,19 +265,19 @@ class _Lines:
     def __init__(self, request: web.Request, response: web.StreamResponse, timeout_s: float) -> None:
         self.request, self.response, self.timeout_s = request, response, timeout_s
 
-    async def send(self, line: bytes) -> None:
+    async def send(self, line: bytes, end: bytes = b"\n") -> None:
         try:
             async with asyncio.timeout(self.timeout_s):
-                await self.response.write(line + b"\n")
+                await self.response.write(line + end)
         except TimeoutError:
             log.warning("a client read nothing of its stream for %g s; closing it", self.timeout_s)
             if self.request.transport is not None:
                 self.request.transport.abort()
             raise _ClientStalledError from None
 
-    async def last(self, line: bytes) -> web.StreamResponse:
+    async def last(self, line: bytes, end: bytes = b"\n") -> web.StreamResponse:
         with contextlib.suppress(ConnectionResetError, _ClientStalledError):
-            await self.send(line)
+            await self.send(line, end)
             await self.response.write_eof()
         return self.response
 

@@ -81,7 +81,9 @@ class Task:
     def frame(self) -> tuple[bytes, bytes, bytes | memoryview]:
         """The parts of one ring record, without joining the payload bytes."""
         pipeline, stage = self.pipeline.encode(), self.stage.encode()
-        params = orjson.dumps(self.params)
+        # Keys that are not strings (a per-class setting's class ids) travel as strings; the
+        # stage's pydantic model reads them back as what they were.
+        params = orjson.dumps(self.params, option=orjson.OPT_NON_STR_KEYS)
         flags = (_SOLO if self.solo else 0) | (_STREAMED if self.streamed else 0)
         header = _TASK_HEADER.pack(
             self.request_id, flags, len(pipeline), len(stage), len(params), len(self.image)

@@ -150,18 +150,40 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
 NMS_SAME_LABEL, NMS_OTHER_LABEL = 0.6, 0.98  # IoU above which layout_nms drops the lower box
 
 
+PerClass = Any  # one value for every class, or {class id: value} (PaddleX's per-class settings)
+
+
+def for_class(value: PerClass, cls_id: int, default: Any = None) -> Any:
+    """A setting's value for one class: the dict's entry (or ``default``), or the one value."""
+    if isinstance(value, dict):
+        found = value.get(cls_id, value.get(str(cls_id)))
+        return default if found is None else found
+    return default if value is None else value
+
+
+def lowest_threshold(threshold: PerClass, default: float) -> float:
+    """What to detect at so that every class's own threshold can be applied after."""
+    if isinstance(threshold, dict):
+        return min([float(v) for v in threshold.values()] + [default])
+    return default if threshold is None else float(threshold)
+
+
 def refine(
     found: dict[str, Any],
     nms: bool,
-    unclip_ratio: float | tuple[float, float] | None,
-    merge_mode: str | None,
+    unclip_ratio: PerClass,
+    merge_mode: PerClass,
+    threshold: PerClass = None,
 ) -> dict[str, Any]:
-    """PaddleX's per-request layout options: ``nms`` drops a box overlapping a higher-scored
-    one (IoU above 0.6 with the same label, 0.98 with another), ``unclip_ratio`` grows each
-    box about its centre (one factor, or width and height), and ``merge_mode`` resolves boxes
-    of one label that contain each other: ``large`` keeps the container, ``small`` the
-    contained, ``union`` both."""
+    """PaddleX's per-request layout options, each one value or one per class id:
+    ``threshold`` drops boxes scored below their class's, ``nms`` drops a box overlapping a
+    higher-scored one (IoU above 0.6 with the same label, 0.98 with another), ``unclip_ratio``
+    grows each box about its centre (one factor, or width and height), and ``merge_mode``
+    resolves boxes of one label that contain each other: ``large`` keeps the container,
+    ``small`` the contained, ``union`` both."""
     boxes = sorted((dict(b) for b in found["boxes"]), key=lambda b: -b["score"])
+    if isinstance(threshold, dict):
+        boxes = [b for b in boxes if b["score"] >= float(for_class(threshold, b["cls_id"], 0.0))]
     if nms:
         kept: list[dict[str, Any]] = []
         for box in boxes:
@@ -172,24 +194,27 @@ def refine(
             ):
                 kept.append(box)
         boxes = kept
-    if unclip_ratio is not None:
-        ratio_w, ratio_h = unclip_ratio if isinstance(unclip_ratio, tuple) else (unclip_ratio, unclip_ratio)
-        for box in boxes:
-            x0, y0, x1, y1 = box["coordinate"]
-            cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * ratio_w, (y1 - y0) * ratio_h
-            box["coordinate"] = [max(0.0, cx - w / 2), max(0.0, cy - h / 2), cx + w / 2, cy + h / 2]
-    if merge_mode in ("large", "small"):
-        dropped = set()
-        for i, inner in enumerate(boxes):
-            for j, outer in enumerate(boxes):
-                if (
-                    i != j
-                    and inner["label"] == outer["label"]
-                    and _contains(outer["coordinate"], inner["coordinate"])
-                ):
-                    dropped.add(i if merge_mode == "large" else j)
-        boxes = [b for k, b in enumerate(boxes) if k not in dropped]
-    return {"boxes": boxes}
+    for box in boxes:
+        ratio = for_class(unclip_ratio, box["cls_id"])
+        if ratio is None:
+            continue
+        ratio_w, ratio_h = ratio if isinstance(ratio, tuple | list) else (ratio, ratio)
+        x0, y0, x1, y1 = box["coordinate"]
+        cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * ratio_w, (y1 - y0) * ratio_h
+        box["coordinate"] = [max(0.0, cx - w / 2), max(0.0, cy - h / 2), cx + w / 2, cy + h / 2]
+    dropped = set()
+    for i, inner in enumerate(boxes):
+        for j, outer in enumerate(boxes):
+            mode = for_class(merge_mode, inner["cls_id"])
+            if (
+                i != j
+                and mode in ("large", "small")
+                and inner["label"] == outer["label"]
+                and _contains(outer["coordinate"], inner["coordinate"])
+                and not (inner["coordinate"] == outer["coordinate"] and i < j)  # twins: keep one
+            ):
+                dropped.add(i if mode == "large" else j)
+    return {"boxes": [b for k, b in enumerate(boxes) if k not in dropped]}
 
 
 def box_iou(a: list[float], b: list[float]) -> float:

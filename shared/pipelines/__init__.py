@@ -26,7 +26,7 @@ sub-pipeline's stages by fanning out to them (``stage_name`` in
 :class:`RunnerContext` qualifies a name).
 
 Adding a pipeline means adding ``shared/pipelines/<name>.py`` (the module
-name is ``pipeline_name`` in lower case), its worker-side code under
+name is ``pipeline_name`` in lower case, "-" as "_"), its worker-side code under
 ``workers/`` and ``configs/<pipeline_name>.yaml``; nothing else changes.
 A pipeline from another package registers its module under the entry-point
 group ``pxserve.pipelines`` (name: its ``pipeline_name``).
@@ -59,6 +59,24 @@ class Runner(Protocol):
     """Worker-side: turn one batch of tasks into one outcome per task, in order."""
 
     def run(self, tasks: list[Task]) -> list[Outcome]: ...
+
+
+class DocumentFormat(Protocol):
+    """Front-side: a whole document written from its pages' entries, in page order.
+
+    A pipeline offers one per media type (:attr:`Pipeline.document_formats`); a client
+    that prefers that type in its Accept header gets the document instead of JSON
+    (frontend/page_answers.py). Made once per request, with the document's dataInfo.
+    """
+
+    media_type: ClassVar[str]  # the Content-Type of the answer
+    streams: ClassVar[bool]  # True: bytes go out as pages arrive; False: the answer is made at the end
+
+    def add(self, entry: dict[str, Any]) -> bytes: ...  # the next page's entry; bytes to send now
+
+    def finish(self) -> bytes: ...  # the rest of the document
+
+    def fail(self, status: int, message: str) -> bytes: ...  # a streamed document's end, when a page fails
 
 
 NAMESPACE_SEPARATOR = "/"
@@ -113,6 +131,8 @@ class Pipeline(ABC):
     # For a pipeline that reads PDFs: the result's list with one entry per page (or image),
     # beside ``dataInfo``. Its route can then stream a document page by page (frontend/page_answers.py).
     pages_field: ClassVar[str] = ""
+    # Whole documents the route can answer instead of JSON, by media type (Accept): e.g. Markdown.
+    document_formats: ClassVar[dict[str, Callable[[dict[str, Any]], DocumentFormat]]] = {}
     # The worker-side runner, as "module:attribute": called with (models by key, this pipeline,
     # RunnerContext). A name, not an import: shared/ never imports workers/.
     runner: ClassVar[str]
@@ -180,6 +200,11 @@ class Pipeline(ABC):
 ENTRY_POINT_GROUP = "pxserve.pipelines"
 
 
+def module_name(pipeline_name: str) -> str:
+    """The registry's module for a pipeline name ("PP-StructureV3" -> pp_structurev3)."""
+    return pipeline_name.lower().replace("-", "_")
+
+
 def _modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
@@ -197,10 +222,10 @@ def available() -> list[str]:
 
 def pipeline_class(name: str, source: str = "") -> type[Pipeline]:
     """The Pipeline subclass for a ``pipeline_name``: built in, or from a plugin package."""
-    module_name = name.lower()
-    if module_name in _modules():
-        return importlib.import_module(f"{__name__}.{module_name}").PIPELINE
-    plugin = _plugins().get(module_name)
+    module = module_name(name)
+    if module in _modules():
+        return importlib.import_module(f"{__name__}.{module}").PIPELINE
+    plugin = _plugins().get(name.lower())
     if plugin is not None:
         loaded = plugin.load()
         return getattr(loaded, "PIPELINE", loaded)

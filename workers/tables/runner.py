@@ -212,7 +212,7 @@ class TableRunner(DocumentRunner):
         height, width = params.page_size
         tables = []
         for box, structure in zip(params.boxes, structures, strict=True):
-            tables.append(_table_result(box, structure, overall, (height, width), params.cells_ocr))
+            tables.append(table_result(box, structure, overall, (height, width), params.cells_ocr))
         pruned: dict[str, Any] = {"model_settings": params.model_settings}
         if params.doc_preprocessor_res is not None:
             pruned["doc_preprocessor_res"] = params.doc_preprocessor_res
@@ -230,7 +230,7 @@ class TableRunner(DocumentRunner):
         return self.wrap(entry, params.data_info)
 
 
-def _table_result(
+def table_result(
     box: list[float],
     structure: dict[str, Any],
     overall: dict[str, Any],

@@ -1,0 +1,1 @@
+"""PP-StructureV3's worker side: blocks from layout and lines, reading order, Markdown, the runner."""
