@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("Started server process [%d]", os.getpid())
     try:
         log.info("pipelines: %s", ", ".join(config.names))
-        models = [spec for pipeline in pipelines for spec in prepare_models(pipeline, engine)]
+        cpu_only = all(d.kind == "cpu" for d in devices)
+        models = [spec for pipeline in pipelines for spec in prepare_models(pipeline, engine, cpu_only)]
         options = ServerOptions(args.host, args.port, args.log_level)
         asyncio.run(serve(pipelines, config, models, plan, rings, sock, options))
     finally:

@@ -84,17 +84,18 @@ def prepare_model(pipeline: Pipeline, key: str | None = None) -> ModelDir:
         raise ConfigError(f"model {name}: {exc}") from None
 
 
-def prepare_models(pipeline: Pipeline, engine: str) -> list[ModelSpec]:
+def prepare_models(pipeline: Pipeline, engine: str, cpu_only: bool = True) -> list[ModelSpec]:
     """Every model the pipeline and its sub-pipelines need, with the engine that runs it
-    (ONNX converted if needed)."""
+    (ONNX converted if needed). As PaddleX's high-performance plugin picks a backend per
+    model, a model Paddle cannot run well here runs on ONNX Runtime, beside the Paddle ones:
+    one that exists only as inference.onnx, and, on CPU, a PIR program (inference.json),
+    which Paddle's oneDNN cannot run (without it Paddle is 2-3x slower)."""
     specs = []
     for key, owner, own_key in pipeline.all_models():
         model = prepare_model(owner, own_key)
         log.info("%s model %s: %s from %s", pipeline.name, key, model.model_name, model.path)
         runs_on = engine
         if model.program is None and engine == "paddle":
-            # As PaddleX's high-performance plugin picks a backend per model: a model that
-            # exists only as ONNX runs on ONNX Runtime, beside the Paddle ones.
             log.info(
                 "%s model %s: %s exists only as inference.onnx; it runs on ONNX Runtime",
                 pipeline.name,
@@ -103,8 +104,29 @@ def prepare_models(pipeline: Pipeline, engine: str) -> list[ModelSpec]:
             )
             runs_on = "onnxruntime"
         onnx_path = prepare_onnx(model) if runs_on != "paddle" else None
+        if runs_on == "paddle" and cpu_only and not model.is_legacy_program:
+            onnx_path = _pir_on_onnx(pipeline.name, key, model)
+            runs_on = "onnxruntime" if onnx_path else runs_on
         specs.append(ModelSpec(key, str(model.path), runs_on, onnx_path, pipeline.name))
     return specs
+
+
+def _pir_on_onnx(pipeline: str, key: str, model: ModelDir) -> str | None:
+    """A PIR program's ONNX conversion, to run on ONNX Runtime instead of Paddle without
+    oneDNN; None (stay on Paddle) if it cannot be converted."""
+    try:
+        onnx_path = prepare_onnx(model)
+    except ServeError as exc:
+        log.warning("%s model %s: %s; it runs on Paddle without oneDNN (slower)", pipeline, key, exc)
+        return None
+    log.info(
+        "%s model %s: %s is a PIR program, which Paddle's oneDNN cannot run on CPU; it runs on "
+        "ONNX Runtime (converted once, cached)",
+        pipeline,
+        key,
+        model.model_name,
+    )
+    return onnx_path
 
 
 def prepare_onnx(model: ModelDir) -> str:

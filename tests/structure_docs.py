@@ -74,9 +74,10 @@ FIGURE_CAPTION = "Figure 1: Water and air temperature over one week in August."
 FOOTNOTE = "The loggers were calibrated in an ice bath before each season."
 
 
-def article() -> list[Block]:
-    """The blocks in reading order, as the Markdown should have them."""
-    return [
+def article(two_columns: bool) -> list[Block]:
+    """The blocks in reading order, as the Markdown should have them (two columns: the figure
+    spans both, so LaTeX floats it to the top of the next page, after the Discussion)."""
+    blocks = [
         Block("heading", "1 Introduction", 2),
         *(Block("text", p) for p in INTRO),
         Block("heading", "2 Methods", 2),
@@ -91,6 +92,10 @@ def article() -> list[Block]:
         Block("heading", "4 Discussion", 2),
         *(Block("text", p) for p in DISCUSSION),
     ]
+    if two_columns:
+        blocks.remove(Block("figure"))
+        blocks.append(Block("figure"))
+    return blocks
 
 
 def _tex_table() -> str:

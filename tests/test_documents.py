@@ -407,8 +407,9 @@ def test_seal_settings_layout_pdfs_and_bad_input(docs: Server) -> None:
 # -- PP-OCRv5 -------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_ppocrv5_config_reads_on_both_engines(work_dir: Path) -> None:
-    """The shipped OCR_PP-OCRv5 config: PaddleX's own v5 exports, on Paddle (whose oneDNN
-    cannot run them: they run again without it, said once) and on ONNX Runtime."""
+    """The shipped OCR_PP-OCRv5 config: PaddleX's own v5 exports (PIR programs, which Paddle's
+    oneDNN cannot run on CPU: the default engine runs them on ONNX Runtime, converted, and says
+    so) and with --use_hpip."""
     expected = reference("page_region.jpg")["rec_texts"]
     config = shipped_config(work_dir, "OCR_PP-OCRv5", {"instances_per_device": 1})
     for flags in ([], ["--use_hpip"]):
@@ -419,6 +420,6 @@ def test_ppocrv5_config_reads_on_both_engines(work_dir: Path) -> None:
             assert similarity(texts, expected) > 0.9, texts
             assert any(" " in line for line in texts)  # v5 keeps the spaces between words
             if not flags:
-                assert "running it without oneDNN" in server.logs()
+                assert "is a PIR program, which Paddle's oneDNN cannot run on CPU" in server.logs()
         finally:
             stop_and_check_clean(server)

@@ -296,6 +296,18 @@ class OcrRunner:
             outcomes[group.slot] = Outcome.success(tasks[group.slot].request_id, answer)
         return [o for o in outcomes if o is not None]
 
+    def lines_task(self, crops: list[np.ndarray], orientation: bool = False) -> Task:
+        """For another pipeline to fan out to: ``crops`` read as text lines, no detection. Its
+        answer is ``{"ids", "texts", "scores", ...}``, in the crops' order."""
+        params = LinesParams(
+            ids=list(range(len(crops))),
+            shapes=[c.shape[:2] for c in crops],
+            widths=self._widths(crops),
+            orientation=orientation,
+        )
+        payload = b"".join(np.ascontiguousarray(c).tobytes() for c in crops)
+        return STAGES["lines"].task(params, payload, self.stage_name)
+
     def read_images(self, images: list[np.ndarray], params: OcrParams) -> list[dict[str, Any]]:
         """In-process, for another pipeline: each image's ``prunedResult``, read here (never
         fanned out), with the config's settings where ``params`` leaves them unset."""

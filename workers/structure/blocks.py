@@ -104,8 +104,11 @@ class Block:
         return self.box[3] - self.box[1]
 
 
-def from_layout(layout: dict[str, Any], ocr: dict[str, Any], size: tuple[int, int]) -> list[Block]:
-    """The page's blocks, with their labels and text, not yet in reading order."""
+def from_layout(
+    layout: dict[str, Any], ocr: dict[str, Any], size: tuple[int, int], titles: dict[int, str] | None = None
+) -> list[Block]:
+    """The page's blocks, with their labels and text, not yet in reading order. ``titles``: the
+    title regions read again whole (layout box index -> text), for what detection missed."""
     height, width = size
     cdla = bool(layout["boxes"]) and all(box["label"] in CDLA_LABELS for box in layout["boxes"])
     blocks = [
@@ -133,6 +136,8 @@ def from_layout(layout: dict[str, Any], ocr: dict[str, Any], size: tuple[int, in
         blocks.append(Block("text", list(_union([line.box for line in group])), 0.0, group))
     for block in blocks:
         _read(block)
+        if block.source in (titles or {}):
+            _prefer_whole(block, (titles or {})[block.source])
     if cdla:
         _tell_apart(blocks, width, height)
     return [block for block in blocks if block.label in VISUAL or block.content or block.label in CAPTIONS]
@@ -250,6 +255,16 @@ def _read(block: Block) -> None:
     block.content = "\n".join(block.paragraphs)
     block.indented = rows[0].box[0] > left + 0.8 * row_height
     block.runs_on = len(rows) > 1 and rows[-1].box[2] >= right - 1.5 * row_height
+
+
+def _prefer_whole(block: Block, whole: str) -> None:
+    """A title read whole, where its lines missed part of it (a section number the detector
+    left out: "Discussion" for "4 Discussion")."""
+    found, whole = block.content, whole.strip()
+    squeezed = re.sub(r"\s+", "", found)
+    if whole and len(re.sub(r"\s+", "", whole)) > len(squeezed) and squeezed in re.sub(r"\s+", "", whole):
+        block.content = _GLUED_NUMBER.sub(r"\1 ", whole)
+        block.paragraphs = [block.content]
 
 
 def _tell_apart(blocks: list[Block], width: int, height: int) -> None:

@@ -42,9 +42,16 @@ from pxserve.workers import layout as layouts
 from pxserve.workers.document_pages import DocumentParams, DocumentRunner, Page
 from pxserve.workers.ocr import visualize
 from pxserve.workers.ocr.runner import STAGES as OCR_STAGES
+from pxserve.workers.ocr.runner import OcrRunner
 from pxserve.workers.page_images import decode_bgr, encode_jpeg, encode_png
 from pxserve.workers.structure.blocks import PICTURES, Block, from_layout, pp_label
-from pxserve.workers.structure.markdown import MarkdownOptions, block_markdown, image_path, page_markdown
+from pxserve.workers.structure.markdown import (
+    TITLES,
+    MarkdownOptions,
+    block_markdown,
+    image_path,
+    page_markdown,
+)
 from pxserve.workers.structure.reading_order import reading_order
 from pxserve.workers.tables.runner import STAGES as TABLE_STAGES
 from pxserve.workers.tables.runner import StructureParams as TableStructureParams
@@ -63,6 +70,7 @@ class AssembleParams(BaseModel):
     region_det_res: dict[str, Any] | None = None
     tables: list[int] = []  # layout box index of each table read (children 1.. in this order)
     seals: list[int] = []  # then each seal read
+    titles: list[int] = []  # then, when any, one child: these title regions read whole
     pictures: dict[int, str] = {}  # layout box index -> Base64 JPEG of its crop
     model_settings: dict[str, bool]
     doc_preprocessor_res: dict[str, Any] | None = None
@@ -100,6 +108,8 @@ class StructureRunner(DocumentRunner):
         }
         self.ignored_labels = list(pipeline.setting("markdown_ignore_labels", IGNORED_IN_MARKDOWN))
         self.ocr_stage = context.inside(OCR_PIPELINE).stage_name
+        ocr = context.subs.get(OCR_PIPELINE)
+        self.ocr: OcrRunner | None = getattr(ocr, "own", ocr)  # type: ignore[assignment]
         self.table_stage = context.inside(TABLE_PIPELINE).stage_name
         self.seal_stage = context.inside(SEAL_PIPELINE).inside(SEAL_OCR).stage_name
 
@@ -176,6 +186,13 @@ class StructureRunner(DocumentRunner):
         for i in seals:
             crop = _crop(page.image, boxes[i]["coordinate"])
             children.append(OCR_STAGES["image"].task(seal_params, encode_png(crop), self.seal_stage))
+        # Titles are read again whole: the detector may leave out a section number set apart.
+        titles = [i for i, label in enumerate(labels) if label in TITLES]
+        if titles and self.ocr is not None:
+            crops = [_crop(page.image, boxes[i]["coordinate"], pad=4) for i in titles]
+            children.append(self.ocr.lines_task(crops))
+        else:
+            titles = []
         visualize_on = self.visualize(params)
         then = AssembleParams(
             page_size=(height, width),
@@ -183,6 +200,7 @@ class StructureRunner(DocumentRunner):
             region_det_res=regions,
             tables=tables,
             seals=seals,
+            titles=titles,
             pictures=pictures,
             model_settings={
                 "use_doc_preprocessor": page.doc is not None,
@@ -211,12 +229,15 @@ class StructureRunner(DocumentRunner):
         ocr_entry = (ocr_child.get("ocrResults") or [ocr_child])[0]
         overall = ocr_entry["prunedResult"]
         height, width = params.page_size
-        blocks = from_layout(params.layout_det_res, overall, (height, width))
+        seals_from = 1 + len(params.tables)
+        structures = params.children[1:seals_from]
+        seal_children = params.children[seals_from : seals_from + len(params.seals)]
+        reread = params.children[-1]["texts"] if params.titles else []
+        titles = dict(zip(params.titles, reread, strict=True))
+        blocks = from_layout(params.layout_det_res, overall, (height, width), titles)
         # The word boxes were for cutting lines; PaddleX's overall_ocr_res has none.
         overall = {k: v for k, v in overall.items() if k not in ("text_word", "text_word_region")}
         overall["return_word_box"] = False
-        structures = params.children[1 : 1 + len(params.tables)]
-        seal_children = params.children[1 + len(params.tables) :]
         boxes = params.layout_det_res["boxes"]
         by_source = {block.source: block for block in blocks if block.source >= 0}
         table_res_list = []
@@ -299,10 +320,11 @@ def _area(box: list[float]) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
-def _crop(image: np.ndarray, box: list[float]) -> np.ndarray:
+def _crop(image: np.ndarray, box: list[float], pad: int = 0) -> np.ndarray:
     height, width = image.shape[:2]
-    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
-    x1, y1 = min(width, max(x0 + 1, int(np.ceil(box[2])))), min(height, max(y0 + 1, int(np.ceil(box[3]))))
+    x0, y0 = max(0, int(box[0]) - pad), max(0, int(box[1]) - pad)
+    x1 = min(width, max(x0 + 1, int(np.ceil(box[2])) + pad))
+    y1 = min(height, max(y0 + 1, int(np.ceil(box[3])) + pad))
     return image[y0:y1, x0:x1]
 
 

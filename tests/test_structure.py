@@ -1,0 +1,247 @@
+"""PP-StructureV3 at /layout-parsing against one real server, with the real embedded models.
+
+Ground truth: articles whose content is known exactly (tests/structure_docs.py, typeset with
+pdflatex: one and two columns, headings two levels deep, a ruled table, a figure, an
+equation, a footnote), sent as PDFs and as 150-dpi page photos. Every paragraph must be
+found (character error rate), in reading order, headings as headings at their level, the
+table's cells in their rows, the figure carried as an image; what sits in the margins
+(footnote, page number) is left out. Then the request fields, whole documents (Markdown
+and zip), streaming, and bad input.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pdfs
+import pypdfium2
+import pytest
+import requests
+import structure_docs as truth
+from conftest import Server, image_b64, start_server, stop_and_check_clean
+from PIL import Image
+from rapidfuzz.distance import Levenshtein
+from test_documents import post, result, shipped_config
+
+DOCS = Path(__file__).parent / "data" / "structure"
+SERVING = {"instances_per_device": 2, "cpu_threads": 1, "max_pdf_pages": 4}
+ROUTE = "/layout-parsing"
+HEADINGS = [
+    "# " + truth.TITLE,
+    "## 1 Introduction",
+    "## 2 Methods",
+    "### 2.1 Stations",
+    "### 2.2 Flow",
+    "## 3 Results",
+    "## 4 Discussion",
+]
+MAX_CER = 0.03  # per paragraph; the misreadings are OCR's (PP-OCRv5 mobile reads "fl" as "f")
+
+
+@pytest.fixture(scope="module")
+def structure(work_dir: Path) -> Server:
+    running = start_server(shipped_config(work_dir, "PP-StructureV3", SERVING), work_dir)
+    yield running
+    stop_and_check_clean(running)
+
+
+def pdf_b64(name: str) -> str:
+    return base64.b64encode((DOCS / f"{name}.pdf").read_bytes()).decode()
+
+
+def photos(name: str, dpi: int = 150) -> list[Image.Image]:
+    document = pypdfium2.PdfDocument(str(DOCS / f"{name}.pdf"))
+    return [document[i].render(scale=dpi / 72).to_pil().convert("RGB") for i in range(len(document))]
+
+
+def paragraphs(markdown: str) -> list[str]:
+    return [p.strip() for p in markdown.split("\n\n") if p.strip()]
+
+
+def cer(found: str, expected: str) -> float:
+    return Levenshtein.normalized_distance(found, expected)
+
+
+def check_text(markdown: str, expected: list[str], headings: list[str]) -> None:
+    """Every expected paragraph found (best match's CER), in order; the headings exactly."""
+    found = paragraphs(markdown)
+    assert [p for p in found if p.startswith("#")] == headings, markdown
+    places = []
+    for paragraph in expected:
+        errors = [cer(candidate, paragraph) for candidate in found]
+        best = int(np.argmin(errors))
+        assert errors[best] <= MAX_CER, (paragraph, found[best], errors[best])
+        places.append(best)
+    assert places == sorted(places), places  # in reading order
+
+
+def check_table(markdown: str) -> None:
+    tables = re.findall(r"<table.*?</table>", markdown, re.S)
+    assert len(tables) == 1, markdown
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", tables[0])]
+    assert rows == truth.TABLE
+
+
+def expected_paragraphs(two_columns: bool) -> list[str]:
+    return [b.text for b in truth.article(two_columns) if b.kind == "text"]
+
+
+@pytest.mark.parametrize("name", ["article_one_column", "article_two_columns"])
+def test_a_typeset_article_becomes_one_markdown_document(structure: Server, name: str) -> None:
+    """The whole PDF as Markdown (Accept: text/markdown): text, order, headings, table,
+    figure and caption; footnote and page numbers left out."""
+    response = requests.post(
+        f"{structure.url}{ROUTE}",
+        json={"file": pdf_b64(name)},
+        headers={"Accept": "text/markdown"},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text[:500]
+    assert response.headers["Content-Type"].startswith("text/markdown")
+    markdown = response.text
+    two = name.endswith("two_columns")
+    check_text(markdown, expected_paragraphs(two), HEADINGS)
+    check_table(markdown)
+    found = paragraphs(markdown)
+    figure = next(i for i, p in enumerate(found) if re.search(r'<img src="imgs/page2_img_in_image_box', p))
+    assert cer(re.sub(r"<[^>]+>", "", found[figure + 1]), truth.FIGURE_CAPTION) < MAX_CER
+    table = next(i for i, p in enumerate(found) if "<table" in p)
+    assert cer(re.sub(r"<[^>]+>", "", found[table + 1]), truth.TABLE_CAPTION) < MAX_CER
+    assert "calibrated in an ice bath" not in markdown  # the footnote
+    assert not any(re.fullmatch(r"\d+", p) for p in found)  # page numbers
+
+
+def test_page_photos_read_as_the_pdf_does(structure: Server) -> None:
+    """The two-column article as 150-dpi page photos (JPEG), one request per page, PaddleX's
+    answer shape; the pages joined by their isStart/isEnd give the same text."""
+    from pxserve.shared.markdown_document import MarkdownDocument
+
+    document = MarkdownDocument({})
+    for page in photos("article_two_columns"):
+        answer = result(post(structure, ROUTE, {"file": image_b64(page, quality=90), "fileType": 1}))
+        assert answer["dataInfo"]["type"] == "image"
+        (entry,) = answer["layoutParsingResults"]
+        assert set(entry) == {"prunedResult", "markdown", "outputImages", "inputImage"}
+        pruned = entry["prunedResult"]
+        assert {"parsing_res_list", "layout_det_res", "overall_ocr_res", "table_res_list", "seal_res_list",
+                "model_settings"} <= set(pruned)  # fmt: skip
+        blocks = pruned["parsing_res_list"]
+        assert [b["block_id"] for b in blocks] == list(range(len(blocks)))
+        orders = [b["block_order"] for b in blocks if b["block_order"] is not None]
+        assert orders == list(range(1, len(orders) + 1))
+        for block in blocks:
+            assert set(block) >= {"block_label", "block_content", "block_bbox", "block_id", "block_order"}
+        for path, jpeg in entry["markdown"]["images"].items():
+            assert path.startswith("imgs/") and path in entry["markdown"]["text"]
+            assert Image.open(io.BytesIO(base64.b64decode(jpeg))).format == "JPEG"
+        document.add(entry)
+    markdown = document.finish().decode()
+    check_text(markdown, expected_paragraphs(True), HEADINGS)
+    check_table(markdown)
+
+
+def test_a_zip_holds_the_document_and_its_pictures(structure: Server) -> None:
+    response = requests.post(
+        f"{structure.url}{ROUTE}",
+        json={"file": pdf_b64("article_one_column")},
+        headers={"Accept": "application/zip"},
+        timeout=300,
+    )
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        names = archive.namelist()
+        assert names[-1] == "document.md"
+        markdown = archive.read("document.md").decode()
+        pictures = [n for n in names if n.startswith("imgs/")]
+        assert any("img_in_image_box" in n for n in pictures) and all(n in markdown for n in pictures)
+        chart = Image.open(io.BytesIO(archive.read(next(n for n in pictures if "image_box" in n))))
+        assert chart.format == "JPEG" and chart.width > 400  # the figure, not a sliver
+    check_text(markdown, expected_paragraphs(False), HEADINGS)
+
+
+def test_pages_stream_as_ndjson(structure: Server) -> None:
+    response = requests.post(
+        f"{structure.url}{ROUTE}",
+        json={"file": pdf_b64("article_two_columns")},
+        headers={"Accept": "application/x-ndjson"},
+        timeout=300,
+    )
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [line.get("pageIndex") for line in lines] == [0, 1, None]
+    assert lines[0]["result"]["markdown"]["text"].startswith("# " + truth.TITLE)
+    assert lines[-1]["result"]["totals"]["pages"] == 2
+
+
+def test_request_fields_are_honoured(structure: Server) -> None:
+    page = image_b64(photos("article_one_column")[0], quality=90)
+
+    def page_entry(**fields: Any) -> dict[str, Any]:
+        return result(post(structure, ROUTE, {"file": page, **fields}))["layoutParsingResults"][0]
+
+    plain = page_entry(
+        prettifyMarkdown=False, formatBlockContent=True, markdownIgnoreLabels=[], useTableRecognition=False
+    )
+    text = plain["markdown"]["text"]
+    assert "<div" not in text and "calibrated in an ice bath" in text  # not prettified; footnote kept
+    assert "<table" not in text and re.search(r'<img src="imgs/img_in_table_box[^"]*"', text)
+    titles = [b for b in plain["prunedResult"]["parsing_res_list"] if b["block_label"] == "paragraph_title"]
+    assert titles and all(b["block_content"].startswith("#") for b in titles)
+    assert plain["prunedResult"]["model_settings"]["use_table_recognition"] is False
+    assert plain["prunedResult"]["table_res_list"] == []
+    # Per-class thresholds by class id (CDLA: 0 text): no text region survives 0.999.
+    strict = page_entry(layoutThreshold={"0": 0.999}, visualize=True)
+    labels = {b["label"] for b in strict["prunedResult"]["layout_det_res"]["boxes"]}
+    assert "text" not in labels and "title" in labels
+    assert set(strict["outputImages"]) == {"layout_det_res", "overall_ocr_res", "layout_order_res"}
+    assert strict["inputImage"]
+    refused = {
+        "useFormulaRecognition": "PP-FormulaNet_plus-L",
+        "useChartRecognition": "PP-Chart2Table",
+        "useE2eWiredTableRecModel": "SLANeXt_wired",
+        "useWiredTableCellsTransToHtml": "RT-DETR-L_wired_table_cell_det",
+        "useWirelessTableCellsTransToHtml": "RT-DETR-L_wireless_table_cell_det",
+        "useTableOrientationClassify": "TableOrientationClassify",
+        "useRegionDetection": "PP-DocBlockLayout",
+        "useDocUnwarping": "unwarping",
+    }
+    for field, model in refused.items():
+        answer = post(structure, ROUTE, {"file": page, field: True})
+        assert answer.status_code == 422 and model in answer.json()["errorMsg"], (field, answer.text)
+    for bad in (
+        {"layoutThreshold": {"0": 2}},
+        {"layoutMergeBboxesMode": "biggest"},
+        {"layoutUnclipRatio": -1},
+    ):
+        assert post(structure, ROUTE, {"file": page, **bad}).status_code == 422, bad
+
+
+def test_bad_and_odd_pages(structure: Server) -> None:
+    """A blank page (empty Markdown), a page that is one photograph, a page of 500 tiny
+    words, unreadable files: answers, never a 500, and the server serves on."""
+    blank = result(post(structure, ROUTE, {"file": base64.b64encode(pdfs.blank()).decode()}))
+    (entry,) = blank["layoutParsingResults"]
+    assert entry["markdown"]["text"] == "" and entry["prunedResult"]["parsing_res_list"] == []
+    photo = Image.open(Path(__file__).parent / "data" / "chelsea.jpg").convert("RGB").resize((1240, 1754))
+    assert post(structure, ROUTE, {"file": image_b64(photo)}).status_code == 200
+    words = Image.new("RGB", (1240, 1754), "white")
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(words)
+    for i in range(500):
+        draw.text((30 + 60 * (i % 20), 40 + 68 * (i // 20)), f"w{i}", fill="black")
+    crowded = post(structure, ROUTE, {"file": image_b64(words)}, timeout=240)
+    assert crowded.status_code == 200
+    for bad in (
+        "not base64!",
+        base64.b64encode(b"\x00" * 64).decode(),
+        base64.b64encode(pdfs.encrypted()).decode(),
+    ):
+        assert post(structure, ROUTE, {"file": bad}).status_code == 422
+    assert structure.process.poll() is None and len(structure.workers()) == 2
