@@ -85,6 +85,10 @@ def _success(pipeline: Pipeline) -> dict[str, Any]:
         )
         answer["content"]["application/x-ndjson"] = {"schema": {"type": "string"}}
         answer["headers"] = PAGES_HEADERS
+    for media, writer in pipeline.document_formats.items():
+        answer["description"] += f". With Accept: {media}: {writer.summary}"
+        binary = {"type": "string", "format": "binary"} if "zip" in media else {"type": "string"}
+        answer["content"][media] = {"schema": binary}
     return answer
 
 

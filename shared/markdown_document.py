@@ -62,6 +62,10 @@ class MarkdownDocument:
     """``text/markdown``: the whole document's text (images by reference only; ask for a zip for them)."""
 
     media_type: ClassVar[str] = "text/markdown; charset=utf-8"
+    summary: ClassVar[str] = (
+        "the whole document as Markdown, pages joined where a paragraph runs over the break "
+        "(pictures referenced by their imgs/ paths)"
+    )
     streams: ClassVar[bool] = False
 
     def __init__(self, data_info: dict[str, Any]) -> None:
@@ -113,6 +117,7 @@ class MarkdownZip:
     """``application/zip``: ``imgs/`` written as each page arrives, then ``document.md``."""
 
     media_type: ClassVar[str] = "application/zip"
+    summary: ClassVar[str] = "a zip of document.md and its imgs/, written as the pages finish"
     streams: ClassVar[bool] = True
 
     def __init__(self, data_info: dict[str, Any]) -> None:

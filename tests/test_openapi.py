@@ -26,7 +26,9 @@ def server(tiny_model_dir: Path, work_dir: Path) -> Server:
     stop_and_check_clean(running)
 
 
-@pytest.mark.parametrize("names", [["image_classification"], ["image_classification", "OCR"]])
+@pytest.mark.parametrize(
+    "names", [["image_classification"], ["image_classification", "OCR"], ["OCR", "PP-StructureV3"]]
+)
 def test_document_covers_exactly_the_served_routes(names: list[str]) -> None:
     pipelines = [get_pipeline(load_pipeline_config(name)) for name in names]
     serving = pipelines[0].config.Serving

@@ -15,7 +15,7 @@ import pybase64
 from pxserve.shared.markdown_document import MarkdownDocument, MarkdownZip, join_pages
 from pxserve.workers.layout import refine
 from pxserve.workers.structure.blocks import Block, from_layout, join_rows
-from pxserve.workers.structure.markdown import MarkdownOptions, page_markdown
+from pxserve.workers.structure.markdown import DEFAULT_IGNORED, MarkdownOptions, page_markdown
 from pxserve.workers.structure.reading_order import reading_order
 
 PAGE = (1754, 1240)  # height, width: A4 at 150 dpi
@@ -107,7 +107,8 @@ def test_three_columns_with_a_figure_across_them() -> None:
 
 def test_captions_stay_with_their_table_and_margins_leave_the_order() -> None:
     """A table caption above its table in the right column, header and page number in the
-    margins: the caption is read just before the table; header and number get no order."""
+    margins: the caption is read just before the table; header and number come first and
+    last, and get no order when left out of the Markdown."""
     layout = {
         "boxes": [
             box("header", 130, 40, 600, 60),
@@ -125,13 +126,13 @@ def test_captions_stay_with_their_table_and_margins_leave_the_order() -> None:
         lines_in(630, 540, 1110, ["Right text", "goes on", "ends."], indent=20),
         [([610, 1680, 630, 1700], "7")],  # no region holds it: a page number
     )
-    ordered = reading_order(from_layout(layout, words, PAGE))
-    assert [(b.label, b.order) for b in ordered] == [
+    ordered = reading_order(from_layout(layout, words, PAGE), ignored=frozenset(DEFAULT_IGNORED))
+    assert [(b.label, b.order) for b in ordered] == [  # PaddleX numbers text, titles and formulas only
         ("header", None),
         ("text", 1),
-        ("table_title", 2),
-        ("table", 3),
-        ("text", 4),
+        ("table_title", None),
+        ("table", None),
+        ("text", 2),
         ("number", None),
     ]
     text, _, _ = page_markdown(ordered, PAGE[1], MarkdownOptions())

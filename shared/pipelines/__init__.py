@@ -70,6 +70,7 @@ class DocumentFormat(Protocol):
     """
 
     media_type: ClassVar[str]  # the Content-Type of the answer
+    summary: ClassVar[str]  # what the client gets, for /openapi.json
     streams: ClassVar[bool]  # True: bytes go out as pages arrive; False: the answer is made at the end
 
     def add(self, entry: dict[str, Any]) -> bytes: ...  # the next page's entry; bytes to send now

@@ -36,19 +36,28 @@ CDLA_LABELS = {
     "reference": "reference",
     "equation": "formula",
 }
-# Regions whose lines are not text: read by their own model, or pictures.
-VISUAL = frozenset({"table", "image", "chart", "formula", "seal", "header_image", "footer_image"})
+# Regions whose lines are not text: read by their own model, or pictures. (A formula keeps its
+# lines as its content, as PaddleX does with no formula model, but is shown as a picture.)
+VISUAL = frozenset({"table", "image", "chart", "seal", "header_image", "footer_image"})
 PICTURES = frozenset({"image", "chart", "formula", "seal", "header_image", "footer_image"})
 CAPTIONS = frozenset({"figure_title", "table_title", "chart_title", "figure_table_chart_title"})
 # Text whose rows become paragraphs (titles and captions are one line of text).
 PARAGRAPHS = frozenset(
     {"text", "abstract", "content", "reference", "reference_content", "footnote", "aside_text", "algorithm"}
 )
-# Read apart from the body: they sit in the page's margins.
-MARGINS = frozenset({"header", "header_image", "footer", "footer_image", "number", "footnote", "aside_text"})
+# Read apart from the body: they sit in the page's margins, or (UNORDERED) beside the text.
+MARGINS = frozenset({"header", "header_image", "footer", "footer_image", "footnote"})
+UNORDERED = frozenset({"aside_text", "seal", "number", "formula_number"})
+# The labels that get a block_order (PaddleX's visualize_index_labels), unless left out of Markdown.
+NUMBERED = frozenset(
+    {"text", "formula", "algorithm", "reference", "content", "abstract", "paragraph_title", "doc_title",
+     "abstract_title", "refer_title", "content_title", "number", "footnote", "header", "header_image",
+     "footer", "footer_image", "aside_text"}
+)  # fmt: skip
 
 _CAPTION_TEXT = re.compile(r"^\s*(table|tab\.|figure|fig\.|chart|表|图|圖)\s*[\dIVX]", re.IGNORECASE)
 _NUMBER_ONLY = re.compile(r"^\s*[-\u2013(]?\s*\d{1,4}\s*[-\u2013)]?\s*$")  # "3", "- 3 -", "(3)"
+_CAPTION_LABELS = {"tab": "table_title", "表": "table_title", "cha": "chart_title"}
 _GLUED_NUMBER = re.compile(r"^(\d+(?:\.\d+)*\.?)(?=[^\W\d_])")
 _EQUATION_NUMBER = re.compile(r"^\s*\(\s*[\d.]+[a-z]?\s*\)\s*$")
 
@@ -140,7 +149,7 @@ def from_layout(
             _prefer_whole(block, (titles or {})[block.source])
     if cdla:
         _tell_apart(blocks, width, height)
-    return [block for block in blocks if block.label in VISUAL or block.content or block.label in CAPTIONS]
+    return [b for b in blocks if b.label in VISUAL or b.label in PICTURES or b.content or b.label in CAPTIONS]
 
 
 def pp_label(label: str) -> str:
@@ -293,13 +302,13 @@ def _tell_apart(blocks: list[Block], width: int, height: int) -> None:
             and any(b.label == "formula" and _same_row(b.box, block.box) for b in blocks)
         ):
             block.label = "formula_number"
+        caption = _CAPTION_TEXT.match(block.content) if block.label == "text" else None
         if (
-            block.label == "text"
-            and _CAPTION_TEXT.match(block.content)
+            caption
             and len(block.paragraphs) == 1
             and any(b.label in ("table", "image", "chart") and _next_to(b.box, block.box) for b in blocks)
         ):
-            block.label = "figure_table_chart_title"
+            block.label = _CAPTION_LABELS.get(caption.group(1).lower()[:3], "figure_title")
 
 
 def title_level(block: Block) -> int:

@@ -81,7 +81,7 @@ def _format(block: Block, page_width: int, options: MarkdownOptions) -> str:
         return _CENTRED.format(html) if options.prettify else html
     if (label in PICTURES or label == "table") and block.image:
         if options.prettify:
-            share = max(1, min(100, round(100 * block.width / max(page_width, 1))))
+            share = int(100 * block.width / max(page_width, 1))  # PaddleX truncates
             return _CENTRED.format(f'<img src="{block.image}" alt="Image" width="{share}%" />')
         return f'<img src="{block.image}" alt="Image" />'
     if label in CAPTIONS:

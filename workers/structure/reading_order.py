@@ -7,9 +7,11 @@ columns (an author line centred over two columns). Within a band, blocks are cut
 first: where a vertical gap runs through the whole band its sides are read
 left to right; otherwise it is cut at horizontal gaps and each part read top
 to bottom (XY-cut, preferring columns, which is how a multi-column page is
-read). Headers come first and footers, footnotes and page numbers last, in
-their own order (no ``block_order``, as PaddleX gives them none). A caption
-is then moved next to the picture or table it belongs to.
+read). Headers come first, then the body, then footers and footnotes, then
+what sits beside the text (page and equation numbers, seals, asides), as
+PaddleX lists them. A caption is moved next to the picture or table it
+belongs to. :func:`number` gives ``block_order`` as PaddleX does: to text,
+titles and formulas (not pictures, tables or captions), in reading order.
 
 With region detection (PP-DocBlockLayout), each region is read as a unit:
 regions are ordered as blocks are, and each one's blocks inside it.
@@ -21,7 +23,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from pxserve.workers.structure.blocks import CAPTIONS, MARGINS, Block
+from pxserve.workers.structure.blocks import CAPTIONS, MARGINS, NUMBERED, UNORDERED, Block
 
 WIDE = 0.55  # of the body's width: a block this wide is a band of its own
 _TOP_MARGINS = frozenset({"header", "header_image"})
@@ -34,10 +36,13 @@ class Boxed(Protocol):
 T = TypeVar("T", bound=Boxed)
 
 
-def reading_order(blocks: list[Block], regions: Sequence[list[float]] = ()) -> list[Block]:
-    """All blocks, ordered; ``order`` (1-based) set on the body's, ``group`` to their region."""
+def reading_order(
+    blocks: list[Block], regions: Sequence[list[float]] = (), ignored: frozenset[str] = frozenset()
+) -> list[Block]:
+    """All blocks, ordered; ``order`` numbered (see :func:`number`), ``group`` set to their region."""
     margins = [b for b in blocks if b.label in MARGINS]
-    body = [b for b in blocks if b.label not in MARGINS]
+    aside = [b for b in blocks if b.label in UNORDERED]
+    body = [b for b in blocks if b.label not in MARGINS | UNORDERED]
     if regions:
         ordered = _by_region(body, list(regions))
     else:
@@ -45,11 +50,22 @@ def reading_order(blocks: list[Block], regions: Sequence[list[float]] = ()) -> l
         for block in ordered:
             block.group = 0
     ordered = _captions_beside(ordered)
-    for number, block in enumerate(ordered, start=1):
-        block.order = number
     top = sorted((b for b in margins if b.label in _TOP_MARGINS), key=lambda b: (b.box[1], b.box[0]))
     bottom = sorted((b for b in margins if b.label not in _TOP_MARGINS), key=lambda b: (b.box[1], b.box[0]))
-    return top + ordered + bottom
+    aside.sort(key=lambda b: (b.box[1], b.box[0]))
+    return number(top + ordered + bottom + aside, ignored)
+
+
+def number(ordered: list[Block], ignored: frozenset[str]) -> list[Block]:
+    """``block_order`` 1, 2, ... for the blocks PaddleX numbers (text, titles, formulas) that are
+    not left out of the Markdown; None for the rest."""
+    count = 0
+    for block in ordered:
+        block.order = None
+        if block.label in NUMBERED and block.label not in ignored:
+            count += 1
+            block.order = count
+    return ordered
 
 
 def order_boxes(items: list[T]) -> list[T]:

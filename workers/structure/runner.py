@@ -44,15 +44,14 @@ from pxserve.workers.ocr import visualize
 from pxserve.workers.ocr.runner import STAGES as OCR_STAGES
 from pxserve.workers.ocr.runner import OcrRunner
 from pxserve.workers.page_images import decode_bgr, encode_jpeg, encode_png
-from pxserve.workers.structure.blocks import PICTURES, Block, from_layout, pp_label
+from pxserve.workers.structure.blocks import PICTURES, Block, pp_label
 from pxserve.workers.structure.markdown import (
     TITLES,
     MarkdownOptions,
     block_markdown,
-    image_path,
     page_markdown,
 )
-from pxserve.workers.structure.reading_order import reading_order
+from pxserve.workers.structure.page import PageFindings, read_page
 from pxserve.workers.tables.runner import STAGES as TABLE_STAGES
 from pxserve.workers.tables.runner import StructureParams as TableStructureParams
 from pxserve.workers.tables.runner import table_result
@@ -234,37 +233,33 @@ class StructureRunner(DocumentRunner):
         seal_children = params.children[seals_from : seals_from + len(params.seals)]
         reread = params.children[-1]["texts"] if params.titles else []
         titles = dict(zip(params.titles, reread, strict=True))
-        blocks = from_layout(params.layout_det_res, overall, (height, width), titles)
         # The word boxes were for cutting lines; PaddleX's overall_ocr_res has none.
-        overall = {k: v for k, v in overall.items() if k not in ("text_word", "text_word_region")}
-        overall["return_word_box"] = False
+        plain = {k: v for k, v in overall.items() if k not in ("text_word", "text_word_region")}
+        plain["return_word_box"] = False
         boxes = params.layout_det_res["boxes"]
-        by_source = {block.source: block for block in blocks if block.source >= 0}
+        contents: dict[int, str] = {}
         table_res_list = []
         for index, structure in zip(params.tables, structures, strict=True):
             table = table_result(
-                boxes[index]["coordinate"], structure, overall, (height, width), params.cells_ocr
+                boxes[index]["coordinate"], structure, plain, (height, width), params.cells_ocr
             )
             table_res_list.append(table)
-            if index in by_source:
-                by_source[index].content = table["pred_html"]
+            contents[index] = table["pred_html"]
         seal_res_list = []
         for index, child in zip(params.seals, seal_children, strict=True):
             seal = (child.get("ocrResults") or [child])[0]["prunedResult"]
             seal_res_list.append(seal)
-            if index in by_source:
-                by_source[index].content = "\n".join(seal["rec_texts"])
-        images: dict[str, str] = {}
-        for index, picture in params.pictures.items():
-            block = by_source.get(int(index))
-            if block is not None:
-                block.image = image_path(block)
-                images[block.image] = picture
+            contents[index] = "\n".join(seal["rec_texts"])
         regions = [b["coordinate"] for b in params.region_det_res["boxes"]] if params.region_det_res else []
-        ordered = reading_order(blocks, regions)
-        options = MarkdownOptions(
-            frozenset(params.markdown_ignore_labels), params.prettify, params.show_formula_number
+        ignored = frozenset(params.markdown_ignore_labels)
+        pictures = {int(index): b64 for index, b64 in params.pictures.items()}
+        ordered = read_page(
+            PageFindings(
+                params.layout_det_res, overall, (height, width), contents, pictures, titles, regions, ignored
+            )
         )
+        images = {b.image: pictures[b.source] for b in ordered if b.image and b.source in pictures}
+        options = MarkdownOptions(ignored, params.prettify, params.show_formula_number)
         text, starts, ends = page_markdown(ordered, width, options)
         used = {path for path in images if path in text}
         parsing = [
@@ -287,7 +282,7 @@ class StructureRunner(DocumentRunner):
         pruned["layout_det_res"] = params.layout_det_res
         if params.region_det_res is not None:
             pruned["region_det_res"] = params.region_det_res
-        pruned["overall_ocr_res"] = overall
+        pruned["overall_ocr_res"] = plain
         pruned["table_res_list"] = table_res_list
         pruned["seal_res_list"] = seal_res_list
         pruned["formula_res_list"] = []

@@ -1,0 +1,180 @@
+"""Which text reader documents need: PP-OCRv4 or PP-OCRv5 mobile, on each engine.
+
+    python benchmarks/readers.py            # about 5 minutes on 2 cores
+
+PP-StructureV3 turns pages into Markdown for search and LLMs, so its reader
+must keep English words apart and read Chinese. Each shipped OCR config
+(``OCR``: v4, ``OCR_PP-OCRv5``: v5) serves, on Paddle and with
+``--use_hpip``:
+
+* English: the typeset two-column article of tests/structure_docs.py, both
+  pages as 150-dpi JPEGs; measured: the share of the article's words that
+  come back as words of their own (``Wefollowedfive`` counts as none), and
+  the character error rate of the whole text (whitespace ignored);
+* Chinese: six lines of common characters drawn in the CJK font pxserve
+  ships; measured: character error rate (whitespace ignored);
+* seconds per page one at a time, and each worker's peak RSS.
+
+Results: benchmarks/results/readers.json and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import io
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import structure_docs  # noqa: E402
+from ocr_versions import peak_rss_mib  # noqa: E402
+from run import machine, start, stop  # noqa: E402
+
+CONFIGS = {"PP-OCRv4 mobile": "OCR", "PP-OCRv5 mobile": "OCR_PP-OCRv5"}
+ENGINES = {"paddle": [], "onnxruntime": ["--use_hpip"]}
+CHINESE = [
+    "我们在山上看见一条小河，河水很清。",  # noqa: RUF001
+    "生活在这里的人用网打鱼，自己做饭。",  # noqa: RUF001
+    "夏天的时候，大家都到河边去玩。",  # noqa: RUF001
+    "高高的山上有一个口，水从口里流出来。",  # noqa: RUF001
+    "这条河一年四季都不会干。",
+    "我们用了三个夏天记录它的水温。",
+]
+
+
+def english_pages() -> list[bytes]:
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(str(structure_docs.DATA / "article_two_columns.pdf"))
+    pages = []
+    for i in range(len(document)):
+        buffer = io.BytesIO()
+        document[i].render(scale=150 / 72).to_pil().convert("RGB").save(buffer, "JPEG", quality=90)
+        pages.append(buffer.getvalue())
+    return pages
+
+
+def english_truth() -> str:
+    blocks = structure_docs.article(True)
+    texts = [structure_docs.TITLE, *(b.text for b in blocks if b.text), structure_docs.TABLE_CAPTION]
+    texts += [" ".join(row) for row in structure_docs.TABLE] + [structure_docs.FIGURE_CAPTION]
+    return " ".join(texts)
+
+
+def chinese_page() -> bytes:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from pxserve.workers.ocr.visualize import font_path
+
+    font = ImageFont.truetype(font_path(), 40)
+    image = Image.new("RGB", (900, 80 + 70 * len(CHINESE)), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(CHINESE):
+        draw.text((40, 40 + 70 * i), line, fill="black", font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def words(text: str) -> list[str]:
+    return [w for w in (re.sub(r"[^\w]", "", w).lower() for w in text.split()) if w]
+
+
+def word_share(found: str, truth: str) -> float:
+    """The share of the truth's words that the reading has as words of their own."""
+    have, want = collections.Counter(words(found)), collections.Counter(words(truth))
+    return round(sum((have & want).values()) / sum(want.values()), 3)
+
+
+def cer(found: str, truth: str) -> float:
+    from rapidfuzz.distance import Levenshtein
+
+    flat = lambda text: re.sub(r"\s+", "", text).replace("\uff0c", ",")  # noqa: E731
+    return round(Levenshtein.normalized_distance(flat(found), flat(truth)), 4)
+
+
+def read(url: str, page: bytes) -> tuple[float, str]:
+    body = {"file": base64.b64encode(page).decode(), "fileType": 1, "useTextlineOrientation": False}
+    started = time.monotonic()
+    response = requests.post(f"{url}/ocr", json=body, timeout=600)
+    elapsed = time.monotonic() - started
+    response.raise_for_status()
+    return elapsed, " ".join(response.json()["result"]["ocrResults"][0]["prunedResult"]["rec_texts"])
+
+
+def measure(config: str, flags: list[str], work: Path) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "pxserve",
+        "--serve",
+        "--pipeline",
+        config,
+        "--host",
+        "127.0.0.1",
+        *flags,
+    ]
+    process, url = start(command, {}, work / f"server-{config}-{'hpip' if flags else 'paddle'}.log")
+    try:
+        pages, chinese = english_pages(), chinese_page()
+        read(url, pages[0])  # warm
+        timed = [read(url, page) for page in pages]
+        english = " ".join(text for _, text in timed)
+        _, chinese_text = read(url, chinese)
+        rss = peak_rss_mib(process.pid)
+    finally:
+        stop(process)
+    truth = english_truth()
+    return {
+        "english_word_share": word_share(english, truth),
+        "english_cer": cer(english, truth),
+        "chinese_cer": cer(chinese_text, "".join(CHINESE)),
+        "chinese_reading": chinese_text,
+        "seconds_per_page_c1": round(statistics.mean(t for t, _ in timed), 2),
+        "worker_peak_rss_mib": rss,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    work = HERE / ".cache" / "readers"
+    work.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for reader, config in CONFIGS.items():
+        for engine, flags in ENGINES.items():
+            print(f"{reader} on {engine} ...", flush=True)
+            runs.append(
+                {"reader": reader, "config": config, "engine": engine, **measure(config, flags, work)}
+            )
+            print(json.dumps(runs[-1], ensure_ascii=False), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"machine": machine(), "runs": runs}
+    (args.out / "readers.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    header = "| reader | engine | English words apart | English CER | Chinese CER | s/page c=1 | peak RSS |"
+    print(header)
+    print("|---|---|---|---|---|---|---|")
+    for run in runs:
+        print(
+            f"| {run['reader']} | {run['engine']} | {run['english_word_share']} | {run['english_cer']} "
+            f"| {run['chinese_cer']} | {run['seconds_per_page_c1']} | {max(run['worker_peak_rss_mib'])} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
