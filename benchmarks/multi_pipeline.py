@@ -176,8 +176,8 @@ def main() -> int:
     }
     for label, pipelines in (
         ("image_classification alone", ["image_classification"]),
-        ("OCR alone", ["OCR"]),
-        ("both", ["image_classification", "OCR"]),
+        ("OCR alone", ["OCR_PP-OCRv4"]),
+        ("both", ["image_classification", "OCR_PP-OCRv4"]),
     ):
         print(f"server: {label}", file=sys.stderr)
         process, url = serve(pipelines, WORK / f"multi-pipeline-{engine}-{'+'.join(pipelines)}.log", flags)
@@ -188,7 +188,7 @@ def main() -> int:
                 runs["image_classification c=8"] = closed(
                     url, "/image-classification", photo, 8, seconds, warmup
                 )
-            if "OCR" in pipelines:
+            if "OCR_PP-OCRv4" in pipelines:
                 runs["OCR c=4"] = closed(url, "/ocr", ocr_photo, 4, seconds, warmup)
             if len(pipelines) == 2:
                 report["fairness"] = fairness(url, page, seconds)

@@ -2,7 +2,7 @@
 
     python benchmarks/ocr_versions.py            # about 15 minutes on 2 cores
 
-Both shipped configs (``OCR``: v4, ``OCR_PP-OCRv5``: v5), each on Paddle
+Both shipped configs (``OCR_PP-OCRv4``: v4, ``OCR``: v5), each on Paddle
 and on ONNX Runtime (``--use_hpip``), serve the same pages: the first
 ``--pages`` pages of a real PDF (/usr/share/doc/shared-mime-info/
 shared-mime-info-spec.pdf) rendered at 150 dpi as JPEG, text-line
@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 from ocr import SOURCE_PDF, character_error_rates  # noqa: E402
 from run import machine, start, stop  # noqa: E402
 
-CONFIGS = {"PP-OCRv4 mobile": "OCR", "PP-OCRv5 mobile": "OCR_PP-OCRv5"}
+CONFIGS = {"PP-OCRv4 mobile": "OCR_PP-OCRv4", "PP-OCRv5 mobile": "OCR"}
 ENGINES = {"paddle": [], "onnxruntime": ["--use_hpip"]}
 
 

@@ -4,7 +4,7 @@
 
 PP-StructureV3 turns pages into Markdown for search and LLMs, so its reader
 must keep English words apart and read Chinese. Each shipped OCR config
-(``OCR``: v4, ``OCR_PP-OCRv5``: v5) serves, on Paddle and with
+(``OCR_PP-OCRv4``: v4, ``OCR``: v5) serves, on Paddle and with
 ``--use_hpip``:
 
 * English: the typeset two-column article of tests/structure_docs.py, both
@@ -41,7 +41,7 @@ import structure_docs  # noqa: E402
 from ocr_versions import peak_rss_mib  # noqa: E402
 from run import machine, start, stop  # noqa: E402
 
-CONFIGS = {"PP-OCRv4 mobile": "OCR", "PP-OCRv5 mobile": "OCR_PP-OCRv5"}
+CONFIGS = {"PP-OCRv4 mobile": "OCR_PP-OCRv4", "PP-OCRv5 mobile": "OCR"}
 ENGINES = {"paddle": [], "onnxruntime": ["--use_hpip"]}
 CHINESE = [
     "我们在山上看见一条小河，河水很清。",  # noqa: RUF001

@@ -415,7 +415,16 @@ def main() -> int:
         engine = "onnxruntime" if args.use_hpip else "paddle"
         system = f"pxserve {engine}"
         env = {}
-        command = [sys.executable, "-m", "pxserve", "--serve", "--pipeline", "OCR", "--host", "127.0.0.1"]
+        command = [
+            sys.executable,
+            "-m",
+            "pxserve",
+            "--serve",
+            "--pipeline",
+            "OCR_PP-OCRv4",
+            "--host",
+            "127.0.0.1",
+        ]
         command += ["--use_hpip"] if args.use_hpip else []
     log = args.work / f"soak-{engine}.log"
     print(f"{system}: starting ({log})", file=sys.stderr)

@@ -96,7 +96,7 @@ class FrontWatch:
 
 
 def serve(work: Path, serving: dict[str, object]) -> tuple[object, str]:
-    config = yaml.safe_load((resources.files("pxserve.configs") / "OCR.yaml").read_text())
+    config = yaml.safe_load((resources.files("pxserve.configs") / "OCR_PP-OCRv4.yaml").read_text())
     config["Serving"].update({"instances_per_device": 2, "cpu_threads": 1, **serving})
     path = work / f"ocr-{len(list(work.glob('ocr-*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -151,7 +151,7 @@ def prepare(args: argparse.Namespace) -> int:
             "--prepare needs --pipeline (a name such as image_classification, a YAML path, or all)"
         )
     hpi = parse_hpi_config(args.hpi_config)  # a bad --hpi_config fails here as it would at --serve
-    # "all": every shipped config on its own (two of them, OCR and OCR_PP-OCRv5, share a
+    # "all": every shipped config on its own (three of them, OCR and OCR_PP-OCRv4/v5, share a
     # route, so they are never served together, but an image holds both's models).
     groups = [[name] for name in builtin_pipelines()] if args.pipeline == ["all"] else [args.pipeline]
     for names in groups:

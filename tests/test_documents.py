@@ -77,7 +77,7 @@ def seal_config_with_layout(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def docs(work_dir: Path) -> Server:
-    names = ("table_recognition", "doc_preprocessor", "OCR")
+    names = ("table_recognition", "doc_preprocessor", "OCR_PP-OCRv4")
     configs = [shipped_config(work_dir, name, SERVING) for name in names] + [
         seal_config_with_layout(work_dir)
     ]
@@ -407,11 +407,11 @@ def test_seal_settings_layout_pdfs_and_bad_input(docs: Server) -> None:
 # -- PP-OCRv5 -------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_ppocrv5_config_reads_on_both_engines(work_dir: Path) -> None:
-    """The shipped OCR_PP-OCRv5 config: PaddleX's own v5 exports (PIR programs, which Paddle's
-    oneDNN cannot run on CPU: the default engine runs them on ONNX Runtime, converted, and says
-    so) and with --use_hpip."""
+    """The shipped OCR config reads with PP-OCRv5, as PaddleX's default does: PaddleX's own v5
+    exports (PIR programs, which Paddle's oneDNN cannot run on CPU: the default engine runs
+    them on ONNX Runtime, converted, and says so) and with --use_hpip."""
     expected = reference("page_region.jpg")["rec_texts"]
-    config = shipped_config(work_dir, "OCR_PP-OCRv5", {"instances_per_device": 1})
+    config = shipped_config(work_dir, "OCR", {"instances_per_device": 1})
     for flags in ([], ["--use_hpip"]):
         server = start_server(config, work_dir, *flags)
         try:

@@ -133,7 +133,7 @@ def copied_ocr_models(folder: Path) -> dict[str, Path]:
     from pxserve.shared.config import load_pipeline_config
     from pxserve.shared.pipelines import get_pipeline
 
-    ocr = get_pipeline(load_pipeline_config("OCR"))
+    ocr = get_pipeline(load_pipeline_config("OCR_PP-OCRv4"))
     copies = {}
     for key in ("TextDetection", "TextRecognition"):
         source = prepare_model(ocr, key).path
@@ -150,7 +150,7 @@ def three(tiny_model_dir: Path, work_dir: Path, plugin_env: dict[str, str]) -> S
         "pipeline_name": "ocr_side_by_side",
         "SubPipelines": {
             # As PaddleX writes it: a sub-pipeline from a config file, with overrides...
-            "First": {"pipeline_config_path": "OCR", "use_textline_orientation": False},
+            "First": {"pipeline_config_path": "OCR_PP-OCRv4", "use_textline_orientation": False},
             # ... or inline, with its own models and settings.
             "Second": {
                 "pipeline_name": "OCR",

@@ -47,9 +47,11 @@ def reference(name: str) -> dict[str, Any]:
 
 
 def write_ocr_config(folder: Path, serving: dict[str, Any] | None = None, **top: Any) -> Path:
+    """The shipped PP-OCRv4 OCR config (PaddleX's answers in tests/data/ocr were recorded with
+    those models), with ``serving`` and top-level settings changed."""
     from importlib import resources
 
-    config = yaml.safe_load((resources.files("pxserve.configs") / "OCR.yaml").read_text())
+    config = yaml.safe_load((resources.files("pxserve.configs") / "OCR_PP-OCRv4.yaml").read_text())
     config["Serving"].update(serving or {})
     config.update(top)
     path = folder / f"ocr-{len(list(folder.glob('ocr-*.yaml')))}.yaml"
