@@ -132,14 +132,15 @@ def first_streamed_page(url: str, pdf: bytes) -> tuple[float, float, int]:
 # -- the in-process limit ---------------------------------------------------------------------
 def _complete(runner, task):
     """A task run to its end in this process: fan-outs' children, then their continuation."""
-    from pxserve.shared.messages import FAN_OUT, FanOut
+    from pxserve.shared.messages import FAN_OUT, FanOut, Task
 
     outcome = runner.run([task])[0]
     if outcome.status != FAN_OUT:
         return outcome
     plan = FanOut.decode(outcome.body)
     results = [_complete(runner, child.child_of(task)).body for child in plan.children]
-    return _complete(runner, plan.then.child_of(task).with_children(results))
+    then = plan.then.child_of(task).with_children(results)
+    return _complete(runner, Task.parse(b"".join(then.frame())))  # as the ring carries it
 
 
 def _offline_worker(engine: str, pages: list[bytes], seconds: float, barrier, results) -> None:

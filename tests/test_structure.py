@@ -245,3 +245,59 @@ def test_bad_and_odd_pages(structure: Server) -> None:
     ):
         assert post(structure, ROUTE, {"file": bad}).status_code == 422
     assert structure.process.poll() is None and len(structure.workers()) == 2
+
+
+# PP-DocLayout_plus-L's classes, as its export's inference.yml lists them.
+DOC_LAYOUT_PLUS = [
+    "paragraph_title", "image", "text", "number", "abstract", "content", "figure_table_chart_title",
+    "formula", "table", "reference", "doc_title", "footnote", "header", "algorithm", "footer", "seal",
+    "chart", "formula_number", "aside_text", "reference_content",
+]  # fmt: skip
+
+
+def test_a_paddlex_layout_export_brings_its_own_labels_and_per_class_settings(work_dir: Path) -> None:
+    """A layout model shaped like PaddleX's PP-DocLayout exports (tests/tiny_model.py: NMS in the
+    graph, one box over the whole page, class 0, scored by the page's brightness) with
+    PP-DocLayout_plus-L's label list: its labels are used as they are, and PaddleX's per-class
+    settings (by class id) apply, from the config and per request."""
+    import tiny_model
+    import yaml
+
+    layout = tiny_model.build_detector(work_dir / "tiny-doclayout")
+    spec = yaml.safe_load((layout / "inference.yml").read_text())
+    spec.update(label_list=DOC_LAYOUT_PLUS, draw_threshold=0.5)
+    (layout / "inference.yml").write_text(yaml.safe_dump(spec))
+    path = shipped_config(work_dir, "PP-StructureV3", {"instances_per_device": 1, "cpu_threads": 1})
+    config = yaml.safe_load(path.read_text())
+    config["SubModules"]["LayoutDetection"].update(
+        model_name="PP-DocLayout_plus-L",
+        model_dir=str(layout),
+        threshold={0: 0.05, 2: 0.5},
+        layout_unclip_ratio=[1.0, 1.0],
+        layout_merge_bboxes_mode={0: "large"},
+    )
+    path.write_text(yaml.safe_dump(config))
+    server = start_server(path, work_dir)
+    try:
+        gray = Image.new("RGB", (800, 300), (150, 150, 150))  # a brightness the box's score can sit under
+        from PIL import ImageDraw
+
+        ImageDraw.Draw(gray).text((40, 120), "Results in brief", fill="black")
+        page = image_b64(gray, quality=95)
+
+        def boxes(**fields: Any) -> list[dict[str, Any]]:
+            entry = result(post(server, ROUTE, {"file": page, **fields}))["layoutParsingResults"][0]
+            return entry["prunedResult"]["layout_det_res"]["boxes"]
+
+        (found,) = boxes()
+        assert found["label"] == "paragraph_title" and found["cls_id"] == 0
+        assert found["coordinate"] == [0.0, 0.0, 800.0, 300.0]
+        score = found["score"]
+        assert boxes(layoutThreshold={"0": min(1.0, score + 0.05)}) == []
+        assert len(boxes(layoutThreshold={"0": score - 0.05, "2": 0.99})) == 1
+        (half,) = boxes(layoutUnclipRatio={"0": [0.5, 0.5]})
+        assert half["coordinate"] == [200.0, 75.0, 600.0, 225.0]
+        entry = result(post(server, ROUTE, {"file": page}))["layoutParsingResults"][0]
+        assert entry["markdown"]["text"].startswith("## ")  # the page read as one title
+    finally:
+        stop_and_check_clean(server)

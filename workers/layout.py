@@ -174,16 +174,20 @@ def refine(
     unclip_ratio: PerClass,
     merge_mode: PerClass,
     threshold: PerClass = None,
+    unlisted_threshold: float = 0.0,
 ) -> dict[str, Any]:
     """PaddleX's per-request layout options, each one value or one per class id:
-    ``threshold`` drops boxes scored below their class's, ``nms`` drops a box overlapping a
+    ``threshold`` drops boxes scored below their class's (``unlisted_threshold`` for a class a
+    per-class dict leaves out), ``nms`` drops a box overlapping a
     higher-scored one (IoU above 0.6 with the same label, 0.98 with another), ``unclip_ratio``
     grows each box about its centre (one factor, or width and height), and ``merge_mode``
     resolves boxes of one label that contain each other: ``large`` keeps the container,
     ``small`` the contained, ``union`` both."""
     boxes = sorted((dict(b) for b in found["boxes"]), key=lambda b: -b["score"])
     if isinstance(threshold, dict):
-        boxes = [b for b in boxes if b["score"] >= float(for_class(threshold, b["cls_id"], 0.0))]
+        boxes = [
+            b for b in boxes if b["score"] >= float(for_class(threshold, b["cls_id"], unlisted_threshold))
+        ]
     if nms:
         kept: list[dict[str, Any]] = []
         for box in boxes:
@@ -215,6 +219,32 @@ def refine(
             ):
                 dropped.add(i if mode == "large" else j)
     return {"boxes": [b for k, b in enumerate(boxes) if k not in dropped]}
+
+
+def configured(pipeline: Any, key: str, unclip_ratio: PerClass = None) -> dict[str, Any]:
+    """A pipeline's layout settings for SubModules ``key``, as its config gives them (PaddleX's
+    names and defaults): what a request's own settings are laid over."""
+    return {
+        "threshold": pipeline.module_setting(key, "threshold", None),
+        "nms": bool(pipeline.module_setting(key, "layout_nms", True)),
+        "unclip_ratio": pipeline.module_setting(key, "layout_unclip_ratio", unclip_ratio),
+        "merge_mode": pipeline.module_setting(key, "layout_merge_bboxes_mode", "large"),
+    }
+
+
+def detect_refined(detector: LayoutDetector, image: np.ndarray, settings: dict[str, Any]) -> dict[str, Any]:
+    """The page's layout with ``settings`` (see :func:`configured`) applied: detected at the lowest
+    threshold any class asks for, then :func:`refine`."""
+    threshold = settings["threshold"]
+    found = detector.detect(image, lowest_threshold(threshold, detector.threshold))
+    return refine(
+        found,
+        settings["nms"],
+        settings["unclip_ratio"],
+        settings["merge_mode"],
+        threshold,
+        detector.threshold,
+    )
 
 
 def box_iou(a: list[float], b: list[float]) -> float:

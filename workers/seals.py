@@ -48,12 +48,7 @@ class SealRunner(DocumentRunner):
         layout = models.get(LAYOUT)
         self.layout = layouts.LayoutDetector(layout.backend, layout.model) if layout is not None else None
         self.use_layout = bool(pipeline.setting("use_layout_detection", False)) and self.layout is not None
-        self.layout_defaults = {
-            "threshold": pipeline.layout_setting("threshold", None),
-            "nms": bool(pipeline.layout_setting("layout_nms", True)),
-            "unclip_ratio": pipeline.layout_setting("layout_unclip_ratio", 1.0),
-            "merge_mode": pipeline.layout_setting("layout_merge_bboxes_mode", "large"),
-        }
+        self.layout_defaults = layouts.configured(pipeline, LAYOUT, unclip_ratio=1.0)
         self.ocr_stage = context.inside(OCR_PIPELINE).stage_name
 
     def run(self, tasks: list[Task]) -> list[Outcome]:
@@ -76,10 +71,8 @@ class SealRunner(DocumentRunner):
             page.regions = [[0, 0, width, height]]
             return
         options = {k: v for k, v in params.layout_options.model_dump().items() if v is not None}
-        settings = {**self.layout_defaults, **options}
-        found = self.layout.detect(page.image, settings["threshold"])
+        page.layout = layouts.detect_refined(self.layout, page.image, {**self.layout_defaults, **options})
         self.beat()
-        page.layout = layouts.refine(found, settings["nms"], settings["unclip_ratio"], settings["merge_mode"])
         page.regions = [b["coordinate"] for b in page.layout["boxes"] if b["label"].lower() == "seal"]
 
     def _fan_out(self, page: Page) -> Outcome:

@@ -151,6 +151,16 @@ class Pipeline(ABC):
             for name, sub in config.SubPipelines.items()
         }
 
+    def setting(self, name: str, default: Any) -> Any:
+        """A top-level setting of the pipeline's config (``use_layout_detection``...), or ``default``."""
+        return (self.config.model_extra or {}).get(name, default)
+
+    def module_setting(self, key: str, name: str, default: Any) -> Any:
+        """A SubModules entry's own setting (``threshold``, ``layout_nms``...), or ``default``."""
+        module = self.config.SubModules.get(key)
+        value = (module.model_extra or {}).get(name) if module is not None else None
+        return default if value is None else value
+
     def model_keys(self) -> list[str]:
         """The SubModules this configuration needs loaded: ``sub_module``, or none (a pipeline
         made only of sub-pipelines)."""

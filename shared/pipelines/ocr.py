@@ -126,12 +126,11 @@ class Ocr(Pipeline):
         return ORIENTATION in self.config.SubModules
 
     def module_setting(self, key: str, name: str, default: Any) -> Any:
-        """A SubModules entry's own setting (``thresh``, ``batch_size``...), or ``default``."""
+        """As the base's, and ``batch_size`` from its own field, where PaddleX's configs put it."""
         module = self.config.SubModules.get(key)
-        value = (module.model_extra or {}).get(name) if module is not None else None
         if name == "batch_size" and module is not None and module.batch_size:
-            value = module.batch_size
-        return default if value is None else value
+            return module.batch_size
+        return super().module_setting(key, name, default)
 
     def check_startup(self) -> None:
         for key in (DETECTION, RECOGNITION):

@@ -214,14 +214,6 @@ class PPStructureV3(Pipeline):
     def has_regions(self) -> bool:
         return REGION in self.config.SubModules
 
-    def setting(self, name: str, default: Any) -> Any:
-        return (self.config.model_extra or {}).get(name, default)
-
-    def layout_setting(self, name: str, default: Any) -> Any:
-        module = self.config.SubModules.get(LAYOUT)
-        value = (module.model_extra or {}).get(name) if module is not None else None
-        return default if value is None else value
-
     def check_startup(self) -> None:
         source = self.config.source
         if LAYOUT not in self.config.SubModules:
@@ -240,7 +232,7 @@ class PPStructureV3(Pipeline):
                 )
         if self.setting("use_region_detection", False) and not self.has_regions:
             raise ConfigError(f"{source}: use_region_detection is true but SubModules has no {REGION}")
-        mode = self.layout_setting("layout_merge_bboxes_mode", "large")
+        mode = self.module_setting(LAYOUT, "layout_merge_bboxes_mode", "large")
         modes = mode.values() if isinstance(mode, dict) else [mode]
         if any(m not in MERGE_MODES for m in modes):
             raise ConfigError(f"{source}: layout_merge_bboxes_mode must be one of {MERGE_MODES}")

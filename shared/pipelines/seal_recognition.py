@@ -115,14 +115,6 @@ class SealRecognition(Pipeline):
     def has_layout(self) -> bool:
         return LAYOUT in self.config.SubModules
 
-    def setting(self, name: str, default: Any) -> Any:
-        return (self.config.model_extra or {}).get(name, default)
-
-    def layout_setting(self, name: str, default: Any) -> Any:
-        module = self.config.SubModules.get(LAYOUT)
-        value = (module.model_extra or {}).get(name) if module is not None else None
-        return default if value is None else value
-
     def check_startup(self) -> None:
         if not isinstance(self.sub_pipelines.get(OCR_PIPELINE), Ocr):
             raise ConfigError(
@@ -132,7 +124,7 @@ class SealRecognition(Pipeline):
             raise ConfigError(
                 f"{self.config.source}: use_layout_detection is true but SubModules has no {LAYOUT}"
             )
-        mode = self.layout_setting("layout_merge_bboxes_mode", "large")
+        mode = self.module_setting(LAYOUT, "layout_merge_bboxes_mode", "large")
         if mode not in MERGE_MODES:
             raise ConfigError(f"{self.config.source}: layout_merge_bboxes_mode must be one of {MERGE_MODES}")
 

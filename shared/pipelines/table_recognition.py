@@ -109,9 +109,6 @@ class TableRecognition(Pipeline):
     def has_layout(self) -> bool:
         return LAYOUT in self.config.SubModules
 
-    def setting(self, name: str, default: bool) -> bool:
-        return bool((self.config.model_extra or {}).get(name, default))
-
     def check_startup(self) -> None:
         if STRUCTURE not in self.config.SubModules:
             raise ConfigError(f"{self.config.source}: table_recognition needs SubModules.{STRUCTURE}")

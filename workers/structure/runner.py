@@ -92,12 +92,7 @@ class StructureRunner(DocumentRunner):
         self.layout = layouts.LayoutDetector(layout.backend, layout.model)
         region = models.get(REGION)
         self.regions = layouts.LayoutDetector(region.backend, region.model) if region is not None else None
-        self.layout_defaults = {
-            "threshold": pipeline.layout_setting("threshold", None),
-            "nms": bool(pipeline.layout_setting("layout_nms", True)),
-            "unclip_ratio": pipeline.layout_setting("layout_unclip_ratio", None),
-            "merge_mode": pipeline.layout_setting("layout_merge_bboxes_mode", "large"),
-        }
+        self.layout_defaults = layouts.configured(pipeline, LAYOUT)
         self.defaults = {
             "seals": bool(pipeline.setting("use_seal_recognition", True)),
             "tables": bool(pipeline.setting("use_table_recognition", True)),
@@ -132,13 +127,8 @@ class StructureRunner(DocumentRunner):
         """The page's layout (PaddleX's per-request options applied) and, when asked, its regions."""
         params: StructureParams = page.params
         asked = {k: v for k, v in params.layout.model_dump().items() if v is not None}
-        settings = {**self.layout_defaults, **asked}
-        threshold = settings["threshold"]
-        found = self.layout.detect(page.image, layouts.lowest_threshold(threshold, self.layout.threshold))
+        found = layouts.detect_refined(self.layout, page.image, {**self.layout_defaults, **asked})
         self.beat()
-        found = layouts.refine(
-            found, settings["nms"], settings["unclip_ratio"], settings["merge_mode"], threshold
-        )
         regions = None
         if self.regions is not None and self._pick(params, "regions"):
             regions = layouts.refine(self.regions.detect(page.image), True, None, "small")
