@@ -78,9 +78,10 @@ class WorkerLostError(Exception):
         return None
 
 
-# Pages of a streamed document in flight per worker: with fewer, a worker waits whenever the
-# page to send next is slower than those after it (two per worker read 2-14% fewer pages/s than
-# a whole answer in benchmarks/streaming.py runs); with more, the first page takes longer to come back.
+# Pages of a streamed document in flight per worker, once its first page is back (one per worker
+# until then): with fewer, a worker waits whenever the page to send next is slower than those after it
+# (two per worker read 2-14% fewer pages/s than a whole answer in benchmarks/streaming.py runs);
+# with more, the front holds more finished pages.
 STREAM_PAGES_PER_WORKER = 4
 # Sends of one task before giving up, when its workers keep exiting.
 MAX_ATTEMPTS = 4
@@ -131,6 +132,7 @@ class EngineClient:
         self.max_outstanding = 2 * config.engine.max_batch_size
         # Pages of one streamed document running or done and not yet sent (see STREAM_PAGES_PER_WORKER).
         self.stream_window = STREAM_PAGES_PER_WORKER * max(1, len(supervisor.plan))
+        self.stream_start = max(1, len(supervisor.plan))  # ... and until its first page is back
         supervisor.on_ready = self._worker_ready
         supervisor.on_lost = self._worker_lost
 
@@ -223,15 +225,19 @@ class EngineClient:
     ) -> AsyncIterator[Outcome]:
         """Each page's final outcome in page order, up to the first failure.
 
-        At most ``stream_window`` pages are running or done and not yet taken;
-        the next starts when one is taken. Leaving early (the client went
-        away) cancels those running; the rest were never sent.
+        Until the first page is back, only one page per worker runs (the
+        first page's lines, tables and so on share the workers with one
+        page each, not four), so it comes back in about one page's time;
+        then at most ``stream_window`` pages are running or done and not yet
+        taken, the next starting when one is taken. Leaving early (the client
+        went away) cancels those running; the rest were never sent.
         """
         waiting = iter(pages)
         running: deque[asyncio.Future[Outcome]] = deque()
+        window = self.stream_start
         try:
             for _ in pages:
-                for page in itertools.islice(waiting, self.stream_window - len(running)):
+                for page in itertools.islice(waiting, window - len(running)):
                     running.append(asyncio.ensure_future(self._complete(page.child_of(parent), Reading())))
                 try:
                     async with asyncio.timeout(timeout_s):
@@ -239,6 +245,7 @@ class EngineClient:
                 except TimeoutError:
                     raise RequestError(504, f"no page within the {timeout_s:g} s request deadline") from None
                 running.popleft()
+                window = self.stream_window
                 yield outcome
                 if not outcome.ok:
                     return
