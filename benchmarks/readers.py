@@ -14,7 +14,9 @@ must keep English words apart and read Chinese. Each shipped OCR config
   lists a two-column page's lines row by row across the columns);
 * Chinese: six lines of common characters drawn in the CJK font pxserve
   ships; measured: character error rate (whitespace ignored);
-* seconds per page one at a time, and each worker's peak RSS.
+* seconds per page one at a time (median; both readers' servers up at once,
+  the pages sent to them in turn, so machine drift hits both alike), and
+  each worker's peak RSS.
 
 Results: benchmarks/results/readers.json and a Markdown table on stdout.
 """
@@ -121,37 +123,56 @@ def read(url: str, page: bytes) -> tuple[float, str]:
     return elapsed, " ".join(response.json()["result"]["ocrResults"][0]["prunedResult"]["rec_texts"])
 
 
-def measure(config: str, flags: list[str], work: Path) -> dict:
-    command = [
-        sys.executable,
-        "-m",
-        "pxserve",
-        "--serve",
-        "--pipeline",
-        config,
-        "--host",
-        "127.0.0.1",
-        *flags,
-    ]
-    process, url = start(command, {}, work / f"server-{config}-{'hpip' if flags else 'paddle'}.log")
+def measure_engine(flags: list[str], work: Path, rounds: int) -> list[dict]:
+    """Both readers' servers up at once on one engine, pages sent to them in turn (A/B)."""
+    servers = {}
     try:
+        for reader, config in CONFIGS.items():
+            command = [
+                sys.executable,
+                "-m",
+                "pxserve",
+                "--serve",
+                "--pipeline",
+                config,
+                "--host",
+                "127.0.0.1",
+            ]
+            log = work / f"server-{config}-{'hpip' if flags else 'paddle'}.log"
+            servers[reader] = start([*command, *flags], {}, log)
         pages, chinese = english_pages(), chinese_page()
-        read(url, pages[0])  # warm
-        timed = [read(url, page) for page in pages]
-        english = " ".join(text for _, text in timed)
-        _, chinese_text = read(url, chinese)
-        rss = peak_rss_mib(process.pid)
+        for _, url in servers.values():
+            read(url, pages[0])  # warm
+        times: dict[str, list[float]] = {reader: [] for reader in servers}
+        english: dict[str, list[str]] = {reader: [] for reader in servers}
+        for round_ in range(rounds):
+            for page in pages:
+                for reader, (_, url) in servers.items():
+                    elapsed, text = read(url, page)
+                    times[reader].append(elapsed)
+                    if round_ == 0:
+                        english[reader].append(text)
+        runs = []
+        truth = english_truth()
+        for reader, (process, url) in servers.items():
+            _, chinese_text = read(url, chinese)
+            joined = " ".join(english[reader])
+            runs.append(
+                {
+                    "reader": reader,
+                    "config": CONFIGS[reader],
+                    "english_word_share": word_share(joined, truth),
+                    "english_missed": missed(joined, truth),
+                    "chinese_cer": cer(chinese_text, "".join(CHINESE)),
+                    "chinese_reading": chinese_text,
+                    "seconds_per_page_c1": round(statistics.median(times[reader]), 2),
+                    "worker_peak_rss_mib": peak_rss_mib(process.pid),
+                }
+            )
+        return runs
     finally:
-        stop(process)
-    truth = english_truth()
-    return {
-        "english_word_share": word_share(english, truth),
-        "english_missed": missed(english, truth),
-        "chinese_cer": cer(chinese_text, "".join(CHINESE)),
-        "chinese_reading": chinese_text,
-        "seconds_per_page_c1": round(statistics.mean(t for t, _ in timed), 2),
-        "worker_peak_rss_mib": rss,
-    }
+        for process, _ in servers.values():
+            stop(process)
 
 
 def main() -> int:
@@ -159,16 +180,15 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--rounds", type=int, default=3, help="times each English page is read, per reader")
     args = parser.parse_args()
     work = HERE / ".cache" / "readers"
     work.mkdir(parents=True, exist_ok=True)
     runs = []
-    for reader, config in CONFIGS.items():
-        for engine, flags in ENGINES.items():
-            print(f"{reader} on {engine} ...", flush=True)
-            runs.append(
-                {"reader": reader, "config": config, "engine": engine, **measure(config, flags, work)}
-            )
+    for engine, flags in ENGINES.items():
+        print(f"both readers on {engine} ...", flush=True)
+        for run in measure_engine(flags, work, args.rounds):
+            runs.append({"engine": engine, **run})
             print(json.dumps(runs[-1], ensure_ascii=False), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine(), "runs": runs}

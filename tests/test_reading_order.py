@@ -254,3 +254,26 @@ def test_whole_documents_join_paragraphs_across_pages() -> None:
     with zipfile.ZipFile(io.BytesIO(written)) as opened:
         assert "504: no page within 300 s" in opened.read("ERROR.txt").decode()
         assert opened.read("document.md").decode() == "# T\n\nOne goes\n"
+
+
+def test_region_detection_reads_each_region_as_a_unit() -> None:
+    """With RegionDetection's boxes (PP-DocBlockLayout), a region's blocks are read together
+    before the next region's: two stories stacked on a two-column page are read story by
+    story, where columns alone read the left column of both first; group_id says which."""
+    layout = {
+        "boxes": [
+            box("text", 130, 200, 600, 300),  # story A, left column
+            box("text", 640, 200, 1110, 300),  # story A, right column
+            box("text", 130, 320, 600, 420),  # story B, left column
+            box("text", 640, 320, 1110, 420),  # story B, right column
+        ]
+    }
+    words = ocr(*(lines_in(b["coordinate"][0], b["coordinate"][1], b["coordinate"][2], [f"block {i}", "end."])
+                  for i, b in enumerate(layout["boxes"])))  # fmt: skip
+    regions = [[120, 190, 1120, 310], [120, 312, 1120, 430]]
+    blocks = reading_order(from_layout(layout, words, PAGE))
+    assert [b.content for b in blocks] == ["block 0 end.", "block 2 end.", "block 1 end.", "block 3 end."]
+    grouped = reading_order(from_layout(layout, words, PAGE), regions)
+    assert [(b.content, b.group) for b in grouped] == [
+        ("block 0 end.", 0), ("block 1 end.", 0), ("block 2 end.", 1), ("block 3 end.", 1)
+    ]  # fmt: skip
