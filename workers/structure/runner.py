@@ -80,7 +80,8 @@ class AssembleParams(BaseModel):
     show_formula_number: bool = False
     visualize: bool = False
     data_info: dict[str, Any] | None = None  # set for a whole-image request
-    children: list[dict[str, Any]] = []  # [GeneralOCR's result, each table's structure, each seal's OCR]
+    # [GeneralOCR's result, each table's structure, each seal's OCR, the titles read whole (if any)]
+    children: list[dict[str, Any]] = []
 
 
 class StructureRunner(DocumentRunner):
