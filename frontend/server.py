@@ -88,8 +88,9 @@ def prepare_models(pipeline: Pipeline, engine: str, cpu_only: bool = True) -> li
     """Every model the pipeline and its sub-pipelines need, with the engine that runs it
     (ONNX converted if needed). As PaddleX's high-performance plugin picks a backend per
     model, a model Paddle cannot run well here runs on ONNX Runtime, beside the Paddle ones:
-    one that exists only as inference.onnx, and, on CPU, a PIR program (inference.json),
-    which Paddle's oneDNN cannot run (without it Paddle is 2-3x slower)."""
+    one that exists only as inference.onnx and, on CPU, a PIR program (inference.json) that
+    Paddle's oneDNN turns out not to run (PP-OCRv5; without oneDNN Paddle is 2-3x slower):
+    its conversion is made here and the worker switches to it at the first such failure."""
     specs = []
     for key, owner, own_key in pipeline.all_models():
         model = prepare_model(owner, own_key)
@@ -105,23 +106,22 @@ def prepare_models(pipeline: Pipeline, engine: str, cpu_only: bool = True) -> li
             runs_on = "onnxruntime"
         onnx_path = prepare_onnx(model) if runs_on != "paddle" else None
         if runs_on == "paddle" and cpu_only and not model.is_legacy_program:
-            onnx_path = _pir_on_onnx(pipeline.name, key, model)
-            runs_on = "onnxruntime" if onnx_path else runs_on
+            onnx_path = _pir_fallback(pipeline.name, key, model)
         specs.append(ModelSpec(key, str(model.path), runs_on, onnx_path, pipeline.name))
     return specs
 
 
-def _pir_on_onnx(pipeline: str, key: str, model: ModelDir) -> str | None:
-    """A PIR program's ONNX conversion, to run on ONNX Runtime instead of Paddle without
-    oneDNN; None (stay on Paddle) if it cannot be converted."""
+def _pir_fallback(pipeline: str, key: str, model: ModelDir) -> str | None:
+    """A PIR program's ONNX conversion (made once, cached), for its worker to run it on ONNX
+    Runtime should Paddle's oneDNN not run it, instead of on Paddle without oneDNN; None if
+    it cannot be converted (then Paddle without oneDNN, as before)."""
     try:
         onnx_path = prepare_onnx(model)
     except ServeError as exc:
-        log.warning("%s model %s: %s; it runs on Paddle without oneDNN (slower)", pipeline, key, exc)
+        log.info("%s model %s: %s; should oneDNN not run it, it runs without", pipeline, key, exc)
         return None
     log.info(
-        "%s model %s: %s is a PIR program, which Paddle's oneDNN cannot run on CPU; it runs on "
-        "ONNX Runtime (converted once, cached)",
+        "%s model %s: %s is a PIR program: should Paddle's oneDNN not run it on CPU, it runs on ONNX Runtime",
         pipeline,
         key,
         model.model_name,

@@ -99,6 +99,16 @@ class MeteredBackend:
         return sizes
 
 
+class _OnOnnxRuntime(Exception):
+    """The call must be made again: the model now runs on ONNX Runtime."""
+
+
+def _onednn_cannot(exc: Exception) -> bool:
+    """Whether Paddle failed in its oneDNN pass for PIR programs (the failure PaddleX's PP-OCRv5
+    exports meet), and not on the input: Paddle's other errors mention oneDNN kernels too."""
+    return "ConvertPirAttribute2RuntimeAttribute" in str(exc)
+
+
 class PaddleBackend:
     """Paddle Inference predictor; GPU cards are selected by CUDA_VISIBLE_DEVICES."""
 
@@ -117,8 +127,11 @@ class PaddleBackend:
         self._model, self._options = model, options
         # Paddle 3.3 turns oneDNN on for PIR programs by itself, and its oneDNN pass cannot
         # run some of them (PaddleX's PP-OCRv5 exports: "ConvertPirAttribute2RuntimeAttribute
-        # not support"); such a model is loaded again without oneDNN, the first time it fails.
+        # not support"). Such a model runs on ONNX Runtime from then on, where the front gave
+        # its conversion (``onnx_path``); otherwise it is loaded again without oneDNN (2-3x
+        # slower), the first time it fails.
         self._may_drop_onednn = options.device.kind == "cpu" and not model.is_legacy_program
+        self._onnx: OnnxRuntimeBackend | None = None
         self._load(onednn=True)
 
     def _load(self, onednn: bool) -> None:
@@ -160,6 +173,17 @@ class PaddleBackend:
         except Exception as exc:
             if not self._may_drop_onednn:
                 raise
+            if self._options.onnx_path and _onednn_cannot(exc):
+                self._may_drop_onednn = False
+                log.warning(
+                    "%s: Paddle's oneDNN cannot run this model (%s); running it on ONNX Runtime",
+                    self._model.model_name,
+                    str(exc).splitlines()[0][:160],
+                )
+                self._onnx = OnnxRuntimeBackend(self._options.onnx_path, self._options)
+                self._predictor = self._input = self._output = None  # Paddle's copy is freed
+                self.name = "paddle -> onnxruntime"
+                raise _OnOnnxRuntime from None
             log.warning(
                 "%s: Paddle's oneDNN cannot run this model (%s); running it without oneDNN",
                 self._model.model_name,
@@ -176,9 +200,14 @@ class PaddleBackend:
         self._may_drop_onednn = False  # it ran: oneDNN (or not) is settled for this model
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self._onnx is not None:
+            return self._onnx.infer(batch)
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-        self._run()
+        try:
+            self._run()
+        except _OnOnnxRuntime:
+            return self.infer(batch)
         output = self._output.copy_to_cpu()
         if batch.size >= RELEASE_ABOVE_VALUES:
             self._release()
@@ -187,11 +216,16 @@ class PaddleBackend:
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Every named input (each in the dtype the model takes), every output in the model's order."""
         _check_inputs(self.input_names, inputs)
+        if self._onnx is not None:
+            return self._onnx.run(inputs)
         for name, value in inputs.items():
             handle = self._predictor.get_input_handle(name)
             handle.reshape(list(value.shape))
             handle.copy_from_cpu(np.ascontiguousarray(value))
-        self._run()
+        try:
+            self._run()
+        except _OnOnnxRuntime:
+            return self.run(inputs)
         outputs = [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
         if sum(v.size for v in inputs.values()) >= RELEASE_ABOVE_VALUES:
             self._release()
