@@ -102,8 +102,13 @@ def test_a_worker_over_its_memory_limit_is_replaced_with_requests_in_flight(
     server = start_server(write_config(tmp_path, tiny_model_dir, serving=serving), tmp_path)
     try:
         first = set(server.workers())
-        assert re.search(r'pxserve_worker_rss_bytes\{worker="0"\} [1-9]', requests.get(
-            f"{server.url}/metrics", timeout=5).text)  # fmt: skip
+        # The supervisor reads each worker's RSS at its watchdog round, which may come just after
+        # the server turns healthy.
+        wait_until(
+            lambda: re.search(r'pxserve_worker_rss_bytes\{worker="0"\} [1-9]', requests.get(
+                f"{server.url}/metrics", timeout=5).text),
+            10, "worker 0's resident memory in /metrics",
+        )  # fmt: skip
         answers: list[tuple[int, str]] = []
         deadline = time.monotonic() + 90
 
