@@ -84,13 +84,21 @@ def prepare_model(pipeline: Pipeline, key: str | None = None) -> ModelDir:
         raise ConfigError(f"model {name}: {exc}") from None
 
 
+# Models that, on CPU, run on ONNX Runtime whatever the engine, as PaddleX's high-performance
+# plugin keeps a preferred backend per model. Measured (benchmarks/readers.py, README "PP-OCRv4 or
+# PP-OCRv5"): Paddle's oneDNN cannot run PP-OCRv5 mobile's detector (PIR), and runs its
+# recognizer slower than ONNX Runtime (a page: 3.6 s with it on Paddle, 2.7 s on ONNX Runtime).
+ONNX_RUNTIME_ON_CPU = frozenset({"PP-OCRv5_mobile_det", "PP-OCRv5_mobile_rec"})
+
+
 def prepare_models(pipeline: Pipeline, engine: str, cpu_only: bool = True) -> list[ModelSpec]:
     """Every model the pipeline and its sub-pipelines need, with the engine that runs it
     (ONNX converted if needed). As PaddleX's high-performance plugin picks a backend per
     model, a model Paddle cannot run well here runs on ONNX Runtime, beside the Paddle ones:
-    one that exists only as inference.onnx and, on CPU, a PIR program (inference.json) that
-    Paddle's oneDNN turns out not to run (PP-OCRv5; without oneDNN Paddle is 2-3x slower):
-    its conversion is made here and the worker switches to it at the first such failure."""
+    one that exists only as inference.onnx; on CPU, one named in ONNX_RUNTIME_ON_CPU; and,
+    on CPU, a PIR program (inference.json) that Paddle's oneDNN turns out not to run (without
+    oneDNN Paddle is 2-3x slower): its conversion is made here and the worker switches to it
+    at the first such failure."""
     specs = []
     for key, owner, own_key in pipeline.all_models():
         model = prepare_model(owner, own_key)
@@ -99,6 +107,14 @@ def prepare_models(pipeline: Pipeline, engine: str, cpu_only: bool = True) -> li
         if model.program is None and engine == "paddle":
             log.info(
                 "%s model %s: %s exists only as inference.onnx; it runs on ONNX Runtime",
+                pipeline.name,
+                key,
+                model.model_name,
+            )
+            runs_on = "onnxruntime"
+        if runs_on == "paddle" and cpu_only and model.model_name in ONNX_RUNTIME_ON_CPU:
+            log.info(
+                "%s model %s: %s runs faster on ONNX Runtime than on Paddle on CPU; it runs there",
                 pipeline.name,
                 key,
                 model.model_name,

@@ -24,6 +24,7 @@ import difflib
 import io
 import json
 import re
+import shutil
 import time
 from importlib import resources
 from pathlib import Path
@@ -408,19 +409,37 @@ def test_seal_settings_layout_pdfs_and_bad_input(docs: Server) -> None:
 @pytest.mark.slow
 def test_ppocrv5_config_reads_on_both_engines(work_dir: Path) -> None:
     """The shipped OCR config reads with PP-OCRv5, as PaddleX's default does: PaddleX's own v5
-    exports (PIR programs, which Paddle's oneDNN cannot run on CPU: the default engine switches
-    them to their ONNX conversion at the first failure, and says so) and with --use_hpip."""
+    exports, which the default engine runs on ONNX Runtime on CPU (named so: Paddle's oneDNN
+    cannot run the detector, a PIR program, and runs the recognizer slower), and with
+    --use_hpip. The same detector under another name (a user's own export) starts on Paddle,
+    and its worker switches it to its ONNX conversion at oneDNN's first failure, and says so."""
+    from pxserve.frontend.server import prepare_model
+    from pxserve.shared.config import load_pipeline_config
+    from pxserve.shared.pipelines import get_pipeline
+
     expected = reference("page_region.jpg")["rec_texts"]
-    config = shipped_config(work_dir, "OCR", {"instances_per_device": 1})
-    for flags in ([], ["--use_hpip"]):
+    shipped = shipped_config(work_dir, "OCR", {"instances_per_device": 1})
+    detector = prepare_model(get_pipeline(load_pipeline_config("OCR")), "TextDetection").path
+    own = Path(shutil.copytree(detector, work_dir / "my-v5-det", dirs_exist_ok=True))
+    spec = yaml.safe_load((own / "inference.yml").read_text())
+    spec["Global"]["model_name"] = "MyTextDetector"
+    (own / "inference.yml").write_text(yaml.safe_dump(spec))
+    renamed = yaml.safe_load(shipped.read_text())
+    renamed["SubModules"]["TextDetection"].update(model_name="MyTextDetector", model_dir=str(own))
+    (work_dir / "ocr-own-det.yaml").write_text(yaml.safe_dump(renamed))
+    for config, flags in ((shipped, []), (shipped, ["--use_hpip"]), (work_dir / "ocr-own-det.yaml", [])):
         server = start_server(config, work_dir, *flags)
         try:
             payload = {"file": b64_file(DATA / "page_region.jpg"), "useTextlineOrientation": False}
             texts = result(post(server, "/ocr", payload))["ocrResults"][0]["prunedResult"]["rec_texts"]
             assert similarity(texts, expected) > 0.9, texts
             assert any(" " in line for line in texts)  # v5 keeps the spaces between words
-            if not flags:
-                assert "Paddle's oneDNN cannot run this model" in server.logs()
-                assert "running it on ONNX Runtime" in server.logs()
+            logs = server.logs()
+            if config == shipped and not flags:
+                assert "PP-OCRv5_mobile_det runs faster on ONNX Runtime than on Paddle on CPU" in logs
+                assert "loaded PP-OCRv5_mobile_rec on cpu with onnxruntime" in logs
+            elif not flags:
+                assert "MyTextDetector: Paddle's oneDNN cannot run this model" in logs
+                assert "running it on ONNX Runtime" in logs
         finally:
             stop_and_check_clean(server)
