@@ -37,12 +37,13 @@ def join_pages(first: str, second: str, first_ends: bool, second_starts: bool) -
         return f"{first}\n\n{second}"
     if _HYPHENATED.search(first) and second[:1].islower():
         return first[:-1] + second  # a word hyphenated across the break
-    if _is_wide(first[-1]) or _is_wide(second[0]):
+    if is_wide(first[-1]) or is_wide(second[0]):
         return first + second  # Chinese and Japanese run on without a space
     return f"{first} {second}"
 
 
-def _is_wide(character: str) -> bool:
+def is_wide(character: str) -> bool:
+    """A CJK or full-width character: text in them runs on without spaces."""
     return "\u2e80" <= character <= "\u9fff" or "\uff00" <= character <= "\uffef"
 
 

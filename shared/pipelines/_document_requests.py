@@ -58,3 +58,23 @@ class TextDetectionFields(BaseModel):
             box_thresh=self.textDetBoxThresh,
             unclip_ratio=self.textDetUnclipRatio,
         )
+
+
+class SealDetectionFields(BaseModel):
+    """The ``sealDet*`` fields and ``sealRecScoreThresh`` (seal_recognition and PP-StructureV3)."""
+
+    sealDetLimitSideLen: StrictInt | None = Field(default=None, gt=0, le=16384)
+    sealDetLimitType: Literal["min", "max"] | None = None
+    sealDetThresh: float | None = Field(default=None, ge=0, le=1)
+    sealDetBoxThresh: float | None = Field(default=None, ge=0, le=1)
+    sealDetUnclipRatio: float | None = Field(default=None, gt=0, le=10)
+    sealRecScoreThresh: float | None = Field(default=None, ge=0, le=1)
+
+    def seal_detection(self) -> DetectionOverrides:
+        return DetectionOverrides(
+            limit_side_len=self.sealDetLimitSideLen,
+            limit_type=self.sealDetLimitType,
+            thresh=self.sealDetThresh,
+            box_thresh=self.sealDetBoxThresh,
+            unclip_ratio=self.sealDetUnclipRatio,
+        )

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
@@ -34,10 +34,15 @@ from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.markdown_document import MarkdownDocument, MarkdownZip
 from pxserve.shared.messages import Task
 from pxserve.shared.pipelines import Pipeline
-from pxserve.shared.pipelines._document_requests import DetectionOverrides, FileRequest, TextDetectionFields
+from pxserve.shared.pipelines._document_requests import (
+    DetectionOverrides,
+    FileRequest,
+    SealDetectionFields,
+    TextDetectionFields,
+)
 from pxserve.shared.pipelines.doc_preprocessor import check_switches
 from pxserve.shared.pipelines.ocr import Ocr
-from pxserve.shared.pipelines.seal_recognition import SealRecognition
+from pxserve.shared.pipelines.seal_recognition import LayoutOptions, SealRecognition
 from pxserve.shared.pipelines.table_recognition import TableRecognition
 
 LAYOUT, REGION = "LayoutDetection", "RegionDetection"
@@ -92,7 +97,7 @@ class LayoutRequestFields(BaseModel):
         return value
 
 
-class LayoutParsingRequest(FileRequest, TextDetectionFields, LayoutRequestFields):
+class LayoutParsingRequest(FileRequest, TextDetectionFields, SealDetectionFields, LayoutRequestFields):
     useTextlineOrientation: StrictBool | None = None
     useSealRecognition: StrictBool | None = None
     useTableRecognition: StrictBool | None = None
@@ -100,12 +105,6 @@ class LayoutParsingRequest(FileRequest, TextDetectionFields, LayoutRequestFields
     useChartRecognition: StrictBool | None = None
     useRegionDetection: StrictBool | None = None
     formatBlockContent: StrictBool | None = None
-    sealDetLimitSideLen: StrictInt | None = Field(default=None, gt=0, le=16384)
-    sealDetLimitType: Literal["min", "max"] | None = None
-    sealDetThresh: float | None = Field(default=None, ge=0, le=1)
-    sealDetBoxThresh: float | None = Field(default=None, ge=0, le=1)
-    sealDetUnclipRatio: float | None = Field(default=None, gt=0, le=10)
-    sealRecScoreThresh: float | None = Field(default=None, ge=0, le=1)
     useWiredTableCellsTransToHtml: StrictBool | None = None
     useWirelessTableCellsTransToHtml: StrictBool | None = None
     useTableOrientationClassify: StrictBool | None = None
@@ -115,17 +114,6 @@ class LayoutParsingRequest(FileRequest, TextDetectionFields, LayoutRequestFields
     markdownIgnoreLabels: list[str] | None = Field(default=None, max_length=64)
     prettifyMarkdown: StrictBool = True
     showFormulaNumber: StrictBool = False
-
-
-class LayoutSettings(BaseModel):
-    """A request's layout settings (None: the config's); dict keys are the model's class ids."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    threshold: float | dict[int, float] | None = None
-    nms: bool | None = None
-    unclip_ratio: Ratio | dict[int, Ratio] | None = None
-    merge_mode: str | dict[int, str] | None = None
 
 
 class StructureParams(BaseModel):
@@ -140,7 +128,7 @@ class StructureParams(BaseModel):
     tables: bool | None = None
     regions: bool | None = None
     format_block_content: bool | None = None
-    layout: LayoutSettings = Field(default_factory=LayoutSettings)
+    layout: LayoutOptions = Field(default_factory=LayoutOptions)
     det: DetectionOverrides = Field(default_factory=DetectionOverrides)
     score_thresh: float | None = None
     seal_det: DetectionOverrides = Field(default_factory=DetectionOverrides)
@@ -262,7 +250,7 @@ class PPStructureV3(Pipeline):
             tables=request.useTableRecognition,
             regions=request.useRegionDetection,
             format_block_content=request.formatBlockContent,
-            layout=LayoutSettings(
+            layout=LayoutOptions(
                 threshold=request.layoutThreshold,
                 nms=request.layoutNms,
                 unclip_ratio=request.layoutUnclipRatio,
@@ -270,13 +258,7 @@ class PPStructureV3(Pipeline):
             ),
             det=request.detection(),
             score_thresh=request.textRecScoreThresh,
-            seal_det=DetectionOverrides(
-                limit_side_len=request.sealDetLimitSideLen,
-                limit_type=request.sealDetLimitType,
-                thresh=request.sealDetThresh,
-                box_thresh=request.sealDetBoxThresh,
-                unclip_ratio=request.sealDetUnclipRatio,
-            ),
+            seal_det=request.seal_detection(),
             seal_score_thresh=request.sealRecScoreThresh,
             cells_ocr=request.useOcrResultsWithTableCells,
             markdown_ignore_labels=request.markdownIgnoreLabels,

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pxserve.shared.config import ConfigError
 from pxserve.shared.errors import invalid
 from pxserve.shared.image_input import ImageLoader
 from pxserve.shared.messages import Task
 from pxserve.shared.pipelines import Pipeline
-from pxserve.shared.pipelines._document_requests import DetectionOverrides, FileRequest
+from pxserve.shared.pipelines._document_requests import DetectionOverrides, FileRequest, SealDetectionFields
 from pxserve.shared.pipelines.doc_preprocessor import check_switches
 from pxserve.shared.pipelines.ocr import Ocr
 
@@ -39,18 +39,12 @@ OCR_PIPELINE = "SealOCR"
 MERGE_MODES = ("large", "small", "union")
 
 
-class SealRequest(FileRequest):
+class SealRequest(FileRequest, SealDetectionFields):
     useLayoutDetection: StrictBool | None = None
     layoutThreshold: float | None = Field(default=None, ge=0, le=1)
     layoutNms: StrictBool | None = None
     layoutUnclipRatio: float | tuple[float, float] | None = None
     layoutMergeBboxesMode: Literal["large", "small", "union"] | None = None
-    sealDetLimitSideLen: StrictInt | None = Field(default=None, gt=0, le=16384)
-    sealDetLimitType: Literal["min", "max"] | None = None
-    sealDetThresh: float | None = Field(default=None, ge=0, le=1)
-    sealDetBoxThresh: float | None = Field(default=None, ge=0, le=1)
-    sealDetUnclipRatio: float | None = Field(default=None, gt=0, le=10)
-    sealRecScoreThresh: float | None = Field(default=None, ge=0, le=1)
 
 
 class LayoutOptions(BaseModel):
@@ -58,10 +52,11 @@ class LayoutOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float | None = None
+    # One value, or one per class id of the layout model (PaddleX's per-class settings).
+    threshold: float | dict[int, float] | None = None
     nms: bool | None = None
-    unclip_ratio: float | tuple[float, float] | None = None
-    merge_mode: str | None = None
+    unclip_ratio: float | tuple[float, float] | dict[int, float | tuple[float, float]] | None = None
+    merge_mode: str | dict[int, str] | None = None
 
 
 class SealParams(BaseModel):
@@ -147,13 +142,7 @@ class SealRecognition(Pipeline):
                 unclip_ratio=request.layoutUnclipRatio,
                 merge_mode=request.layoutMergeBboxesMode,
             ),
-            det=DetectionOverrides(
-                limit_side_len=request.sealDetLimitSideLen,
-                limit_type=request.sealDetLimitType,
-                thresh=request.sealDetThresh,
-                box_thresh=request.sealDetBoxThresh,
-                unclip_ratio=request.sealDetUnclipRatio,
-            ),
+            det=request.seal_detection(),
             score_thresh=request.sealRecScoreThresh,
             visualize=request.visualize,
             max_pages=self.max_pdf_pages if is_pdf else None,

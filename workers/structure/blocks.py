@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+from pxserve.shared.markdown_document import is_wide
+
 # CDLA's classes as PP-StructureV3's labels. CDLA's "title" is any title; "reference" any small print.
 CDLA_LABELS = {
     "text": "text",
@@ -82,7 +84,7 @@ class Row:
 
     @property
     def box(self) -> tuple[float, float, float, float]:
-        return _union([line.box for line in self.lines])
+        return union([line.box for line in self.lines])
 
     @property
     def text(self) -> str:
@@ -142,7 +144,7 @@ def from_layout(
         lines += _split_across(line, blocks)
     orphans = _assign(lines, blocks)
     for group in _group(orphans):
-        blocks.append(Block("text", list(_union([line.box for line in group])), 0.0, group))
+        blocks.append(Block("text", list(union([line.box for line in group])), 0.0, group))
     for block in blocks:
         _read(block)
         if block.source in (titles or {}):
@@ -161,13 +163,13 @@ def _split_across(line: Line, blocks: list[Block]) -> list[Line]:
     """A line the detector ran across two text regions (over a narrow gap between columns),
     cut where its words change region; a line within one region stays whole."""
     area = max(1.0, (line.box[2] - line.box[0]) * (line.box[3] - line.box[1]))
-    holders = [b for b in blocks if b.label not in VISUAL and _overlap(line.box, b.box) > 0.1 * area]
+    holders = [b for b in blocks if b.label not in VISUAL and overlap(line.box, b.box) > 0.1 * area]
     if len(holders) < 2 or len(line.words) < 2:
         return [line]
     pieces: list[tuple[Block | None, list[tuple[str, Box]]]] = []
     for word, box in line.words:
-        owner: Block | None = max(holders, key=lambda b: _overlap(box, b.box))
-        if owner is not None and _overlap(box, owner.box) <= 0:
+        owner: Block | None = max(holders, key=lambda b: overlap(box, b.box))
+        if owner is not None and overlap(box, owner.box) <= 0:
             owner = pieces[-1][0] if pieces else None
         if pieces and pieces[-1][0] is owner:
             pieces[-1][1].append((word, box))
@@ -176,7 +178,7 @@ def _split_across(line: Line, blocks: list[Block]) -> list[Line]:
     if len(pieces) < 2:
         return [line]
     return [
-        Line(_union([box for _, box in words]), join_words([w for w, _ in words]), words)
+        Line(union([box for _, box in words]), join_words([w for w, _ in words]), words)
         for _, words in pieces
     ]
 
@@ -193,10 +195,10 @@ def _assign(lines: list[Line], blocks: list[Block]) -> list[Line]:
         area = max(1.0, (line.box[2] - line.box[0]) * (line.box[3] - line.box[1]))
         best, share = None, 0.5
         for block in blocks:
-            overlap = _overlap(line.box, block.box) / area
+            covered = overlap(line.box, block.box) / area
             # A text block wins a tie with a picture it sits on (a caption boxed inside a figure).
-            if overlap > share or (overlap == share and best is not None and best.label in VISUAL):
-                best, share = block, overlap
+            if covered > share or (covered == share and best is not None and best.label in VISUAL):
+                best, share = block, covered
         if best is None:
             orphans.append(line)
         elif best.label not in VISUAL:
@@ -209,7 +211,7 @@ def _group(lines: list[Line]) -> list[list[Line]]:
     groups: list[list[Line]] = []
     for line in sorted(lines, key=lambda line: (line.box[1], line.box[0])):
         for group in groups:
-            box = _union([member.box for member in group])
+            box = union([member.box for member in group])
             gap = line.box[1] - box[3]
             across = min(box[2], line.box[2]) - max(box[0], line.box[0])
             if -line.height / 2 <= gap <= line.height and across > 0.5 * min(
@@ -329,7 +331,7 @@ def join_words(parts: list[str]) -> str:
     for part in (p.strip() for p in parts):
         if not part:
             continue
-        text = f"{text}{'' if not text or (_wide(text[-1]) and _wide(part[0])) else ' '}{part}"
+        text = f"{text}{'' if not text or (is_wide(text[-1]) and is_wide(part[0])) else ' '}{part}"
     return text
 
 
@@ -346,11 +348,8 @@ def join_rows(rows: list[str]) -> str:
     return text
 
 
-def _wide(character: str) -> bool:
-    return "\u2e80" <= character <= "\u9fff" or "\uff00" <= character <= "\uffef"
-
-
-def _union(boxes: list[Box] | list[list[float]]) -> Box:
+def union(boxes: list[Box] | list[list[float]]) -> Box:
+    """The smallest box holding all of ``boxes``."""
     return (
         min(b[0] for b in boxes),
         min(b[1] for b in boxes),
@@ -359,7 +358,8 @@ def _union(boxes: list[Box] | list[list[float]]) -> Box:
     )
 
 
-def _overlap(a: Any, b: Any) -> float:
+def overlap(a: Any, b: Any) -> float:
+    """The area two [x0, y0, x1, y1] boxes share."""
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 

@@ -23,7 +23,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from pxserve.workers.structure.blocks import CAPTIONS, MARGINS, NUMBERED, UNORDERED, Block
+from pxserve.workers.structure.blocks import CAPTIONS, MARGINS, NUMBERED, UNORDERED, Block, overlap, union
 
 WIDE = 0.55  # of the body's width: a block this wide is a band of its own
 _TOP_MARGINS = frozenset({"header", "header_image"})
@@ -146,10 +146,10 @@ def _by_region(blocks: list[Block], regions: list[list[float]]) -> list[Block]:
     """Regions in reading order, each one's blocks in reading order inside it."""
     members: dict[int, list[Block]] = {}
     for block in blocks:
-        shares = [_overlap(block.box, region) for region in regions]
+        shares = [overlap(block.box, region) for region in regions]
         best = max(range(len(regions)), key=shares.__getitem__)
         members.setdefault(best if shares[best] > 0 else len(regions) + id(block), []).append(block)
-    groups = [_Group(key, _union([b.box for b in found]), found) for key, found in members.items()]
+    groups = [_Group(key, list(union([b.box for b in found])), found) for key, found in members.items()]
     ordered: list[Block] = []
     for number, group in enumerate(order_boxes(groups)):
         for block in order_boxes(group.blocks):
@@ -191,16 +191,3 @@ def _distance(picture: list[float], caption: list[float]) -> float:
     if min(picture[2], caption[2]) - max(picture[0], caption[0]) <= 0:
         return float("inf")
     return max(0.0, caption[1] - picture[3], picture[1] - caption[3])
-
-
-def _overlap(a: list[float], b: list[float]) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-
-
-def _union(boxes: list[list[float]]) -> list[float]:
-    return (
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    )
