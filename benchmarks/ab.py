@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,25 +27,7 @@ sys.path.insert(0, str(HERE))
 
 from run import machine, start, stop  # noqa: E402
 from structure import first_streamed_page, long_pdf, page_photos, post  # noqa: E402
-
-
-def old_tree(revision: str, work: Path) -> tuple[str, Path]:
-    """A worktree of ``revision`` and a folder to put on PYTHONPATH that imports it as pxserve."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", revision], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    tree, shim = work / f"tree-{commit}", work / f"shim-{commit}"
-    if not tree.is_dir():
-        subprocess.run(["git", "worktree", "add", "-f", str(tree), commit], cwd=ROOT, check=True)
-    package = shim / "pxserve"
-    package.mkdir(parents=True, exist_ok=True)
-    for source in (tree / "pxserve").glob("*.py"):
-        shutil.copy(source, package / source.name)
-    for folder in ("frontend", "workers", "shared", "configs"):
-        link = package / folder
-        if not link.exists():
-            link.symlink_to(tree / folder)
-    return commit, shim
+from worktrees import importable  # noqa: E402
 
 
 def serve(label: str, env: dict[str, str], work: Path) -> tuple[subprocess.Popen, str]:
@@ -67,7 +48,7 @@ def main() -> int:
     args = parser.parse_args()
     work = HERE / ".cache" / "ab"
     work.mkdir(parents=True, exist_ok=True)
-    commit, shim = old_tree(args.old, work)
+    commit, shim = importable(args.old, work)
     pages, pdf = page_photos(), long_pdf(30)
     servers = {
         f"old ({commit})": serve("old", {"PYTHONPATH": str(shim)}, work),

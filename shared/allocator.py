@@ -8,6 +8,10 @@ stays resident after it is freed. A fixed threshold of 1 MiB gives each
 such buffer back to the OS as soon as it is freed, and trimming after a
 worker's batch returns the heap's free pages too. Elsewhere than glibc
 these are no-ops: that allocator has its own policy.
+
+The threshold has a price: each large buffer is page-faulted in again on
+every use. Workers that run only ONNX Runtime, whose arena keeps its own
+memory, leave glibc's default (workers/worker.py).
 """
 
 from __future__ import annotations

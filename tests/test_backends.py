@@ -66,3 +66,19 @@ def test_engines_agree(detector: tuple[ModelDir, str]) -> None:
     ort_out = create_backend(model, BackendOptions(Device("cpu"), 1, "onnxruntime", onnx)).run(inputs())
     for ours, theirs in zip(paddle_out, ort_out, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+
+
+def test_memory_goes_back_after_a_large_call_of_a_new_shape_only() -> None:
+    from pxserve.workers.backends import RELEASE_ABOVE_VALUES, ReleasePolicy
+
+    policy = ReleasePolicy()
+    line = np.zeros((6, 3, 48, 320), np.float32)
+    page = np.zeros((1, 3, 1632, 1280), np.float32)
+    other_page = np.zeros((1, 3, 1280, 1632), np.float32)
+    assert line.size < RELEASE_ABOVE_VALUES <= page.size
+    assert [policy.release_after([line]) for _ in range(3)] == [False] * 3  # small calls keep theirs
+    assert policy.release_after([page])  # a first page: its memory goes back
+    assert not policy.release_after([page]) and not policy.release_after([line])  # the same shape keeps it
+    assert policy.release_after([other_page])  # another shape: back again
+    assert policy.release_after([page])
+    assert policy.release_after([page, np.zeros((1, 2), np.float32)])  # shapes of every input count

@@ -88,7 +88,13 @@ class WorkerSpec:
 def _prepare_process(spec: WorkerSpec) -> None:
     """Environment that must be set before any engine is imported."""
     _ignore_stop_signals()
-    return_large_buffers_to_the_os()  # a page's tensors go back to the OS once freed
+    if any(model.engine == "paddle" for model in spec.models):
+        # Paddle's allocator frees a page's tensors into glibc's heap, which then keeps
+        # them: a fixed 1 MiB mmap threshold gives them back (peak 2.2 -> 1.7 GB a
+        # worker on the A4 page). ONNX Runtime's arena does not need it (0.62 GB either
+        # way), and there it would cost every request its large buffers' page faults:
+        # 8% of a 12-MP photo's classification (benchmarks/ab_commits.py).
+        return_large_buffers_to_the_os()
     if spec.device.kind == "gpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.device.index)
     else:
