@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import loadgen  # noqa: E402
 from ocr import OFF, SOURCE_PDF, document_page  # noqa: E402
+from ocr_versions import peak_rss_mib  # noqa: E402
 from run import machine, phone_photo, start, stop  # noqa: E402
 from worktrees import importable  # noqa: E402
 
@@ -144,19 +145,6 @@ class Side:
         return start(command, {**self.env, "PXSERVE_LOG_LEVEL": "WARNING"}, log)
 
 
-def worker_peak_mib(server_pid: int) -> int:
-    """The largest VmHWM (peak resident memory) among the server's child processes."""
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    peaks = []
-    for pid in children:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        peaks += [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")]
-    return round(max(peaks, default=0) / 1024)
-
-
 def measure(url: str, scenario: Scenario, body: bytes, seconds: float) -> float:
     if scenario.measure == "once":
         started = time.perf_counter()
@@ -194,7 +182,7 @@ def run_group(
                     found.setdefault((index, side), []).append(value)
                     print(f"  round {number + 1} {engine} {scenario.name} c={scenario.concurrency} "
                           f"{sides[side].label}: {value:.3f}", file=sys.stderr, flush=True)  # fmt: skip
-        peaks = [worker_peak_mib(process.pid) for process, _ in servers]
+        peaks = [round(max(peak_rss_mib(process.pid), default=0)) for process, _ in servers]
     finally:
         for process, _ in servers:
             stop(process)

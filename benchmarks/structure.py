@@ -11,7 +11,7 @@ run per engine:
 * c=1: each page through /layout-parsing and /ocr in turn (A/B on the same
   server), the median seconds of each and their ratio;
 * c=4: /layout-parsing pages per second, closed loop, against the in-process
-  limit: two processes of one thread each running the same pipeline's runner
+  limit (benchmarks/limit.py): one process per core, each running the same pipeline's runner
   over the same pages in a loop (fan-outs run in place, no server);
 * a 30-page PDF (the articles' pages over and over) streamed as NDJSON: time
   to its first page, against one page's c=1 time;
@@ -26,8 +26,6 @@ import argparse
 import base64
 import io
 import json
-import multiprocessing
-import os
 import statistics
 import sys
 import time
@@ -42,6 +40,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from limit import in_process_limit  # noqa: E402
 from ocr_versions import peak_rss_mib  # noqa: E402
 from run import machine, start, stop  # noqa: E402
 
@@ -129,66 +128,6 @@ def first_streamed_page(url: str, pdf: bytes) -> tuple[float, float, int]:
     return round(first or 0.0, 2), round(time.monotonic() - started, 1), lines - 1
 
 
-# -- the in-process limit ---------------------------------------------------------------------
-def _complete(runner, task):
-    """A task run to its end in this process: fan-outs' children, then their continuation."""
-    from pxserve.shared.messages import FAN_OUT, FanOut, Task
-
-    outcome = runner.run([task])[0]
-    if outcome.status != FAN_OUT:
-        return outcome
-    plan = FanOut.decode(outcome.body)
-    results = [_complete(runner, child.child_of(task)).body for child in plan.children]
-    then = plan.then.child_of(task).with_children(results)
-    return _complete(runner, Task.parse(b"".join(then.frame())))  # as the ring carries it
-
-
-def _offline_worker(engine: str, pages: list[bytes], seconds: float, barrier, results) -> None:
-    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    from pxserve.frontend.server import prepare_models
-    from pxserve.shared.config import load_pipeline_config
-    from pxserve.shared.devices import Device
-    from pxserve.shared.messages import Task
-    from pxserve.shared.model_dir import ModelDir
-    from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
-    from pxserve.workers.backends import BackendOptions, create_backend
-    from pxserve.workers.composed_runner import build_runner
-
-    pipeline = get_pipeline(load_pipeline_config("PP-StructureV3"))
-    models, loaded = {}, {}
-    for spec in prepare_models(pipeline, engine):
-        if spec.identity not in loaded:
-            model = ModelDir.load(spec.model_dir)
-            backend = create_backend(model, BackendOptions(Device("cpu"), 1, spec.engine, spec.onnx_path))
-            loaded[spec.identity] = LoadedModel(model, backend, Device("cpu"))
-        models[spec.key] = loaded[spec.identity]
-    runner = build_runner(pipeline, models, RunnerContext())
-    tasks = [Task(1, {}, page, "image") for page in pages]
-    for task in tasks:
-        assert _complete(runner, task).ok  # warm every shape
-    barrier.wait()
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        assert _complete(runner, tasks[done % len(tasks)]).ok
-        done += 1
-    results.put((done, time.perf_counter() - started))
-
-
-def offline_limit(engine: str, pages: list[bytes], seconds: float, processes: int = 2) -> float:
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(processes), context.Queue()
-    workers = [
-        context.Process(target=_offline_worker, args=(engine, pages, seconds, barrier, results))
-        for _ in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    counted = [results.get(timeout=seconds + 600) for _ in workers]
-    for worker in workers:
-        worker.join()
-    return sum(done / elapsed for done, elapsed in counted)
-
-
 def measure(
     engine: str, flags: list[str], pages: list[bytes], pdf: bytes, seconds: float, work: Path
 ) -> dict:
@@ -209,7 +148,10 @@ def measure(
         rss = peak_rss_mib(process.pid)
     finally:
         stop(process)
-    limit = offline_limit(engine, pages, seconds)
+    bodies = [
+        {"file": base64.b64encode(page).decode(), "fileType": 1} for page in pages
+    ]  # as post sends them
+    limit = in_process_limit("PP-StructureV3", engine, bodies, seconds)
     page_c1 = statistics.median(structure)
     return {
         "layout_parsing_p50_c1_s": round(page_c1, 2),

@@ -51,6 +51,12 @@ class Metrics:
             "pxserve_model_batch_size", "Inputs per inference call, by model (images, pages, text lines)",
             ["model"], buckets=BATCH_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.model_calls = Counter(
+            "pxserve_model_calls",
+            "Inference calls by model and the CPU threads each ran on: more than a worker's "
+            "cpu_threads when it borrowed idle workers' cores",
+            ["model", "threads"], registry=self.registry,
+        )  # fmt: skip
         self.inference = Histogram(
             "pxserve_inference_seconds", "Worker time per batch: decode, preprocess, infer, postprocess",
             ["pipeline"], buckets=SECONDS_BUCKETS, registry=self.registry,
@@ -103,6 +109,9 @@ class Metrics:
             histogram = self.model_batch_size.labels(model)
             for size in sizes:
                 histogram.observe(size)
+        for model, threads in (stats.get("threads") or {}).items():
+            for count in threads:
+                self.model_calls.labels(model, str(count)).inc()
 
     def render(self) -> web.Response:
         response = web.Response(body=generate_latest(self.registry))

@@ -30,6 +30,7 @@ import multiprocess
 from pxserve.frontend.placement import Placement, RingSizes
 from pxserve.frontend.process_stats import cpu_seconds, rss_bytes
 from pxserve.shared.config import MiB, ServerConfig
+from pxserve.shared.core_shares import CoreShares
 from pxserve.shared.messages import WorkerEvent
 from pxserve.shared.ring import Doorbell, Ring, shm_dir
 from pxserve.shared.task_boards import CancelBoard, InHandBoard
@@ -135,6 +136,11 @@ class Supervisor:
         self.started = False  # every planned worker has loaded the model once
         self._ctx = multiprocess.get_context("spawn")
         self._generation = itertools.count()
+        # CPU workers lend each other their cores while idle (shared/core_shares.py).
+        cpu = [p for p in plan if p.device.kind == "cpu"]
+        self.cores = (
+            CoreShares.create(self._ctx, sum(p.cpu_threads for p in cpu), len(plan)) if len(cpu) > 1 else None
+        )
         self._startup: asyncio.Future[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -206,7 +212,10 @@ class Supervisor:
             max_pixels=serving.max_pixels,
             heartbeat_interval_s=heartbeat_interval(serving.worker_stall_timeout_s),
             log_level=self.log_level,
+            shared_cores=self.cores.cores if self.cores and placement.device.kind == "cpu" else 0,
         )
+        if self.cores is not None and not successor:
+            self.cores.reset(slot)  # a dead predecessor's share is free
         process = self._ctx.Process(
             target=worker_main,
             args=(
@@ -217,6 +226,7 @@ class Supervisor:
                 heartbeat,
                 cancels.shared,
                 in_hand.shared,
+                (self.cores.shared, self.cores.lock) if self.cores else None,
             ),
             name=f"pxserve-worker-{slot}",
             daemon=True,

@@ -19,6 +19,7 @@ from conftest import (
     solid,
     start_server,
     stop_and_check_clean,
+    wait_until,
     write_config,
 )
 from PIL import Image
@@ -190,6 +191,24 @@ def test_metrics_count_requests_by_route_and_status(server: Server) -> None:
     assert counted[f"{route},status=422"] >= 1
     assert counted[f"{route},status=200"] >= 1
     assert metric_samples(server, "pxserve_workers_ready")["pxserve_workers_ready"] == 2
+
+
+def test_a_lone_request_borrows_the_idle_workers_core(server: Server) -> None:
+    """Two workers of one thread: a call made while the other waits runs on both cores,
+    and /metrics says so (pxserve_model_calls by threads)."""
+
+    def calls() -> dict[str, float]:
+        samples = metric_samples(server, "pxserve_model_calls")
+        counted = {k: v for k, v in samples.items() if k.startswith("pxserve_model_calls_total")}
+        return {k.rsplit("threads=", 1)[1]: v for k, v in counted.items()}
+
+    before = calls()
+    assert server.classify({"image": image_b64(solid(COLORS["blue"]))}).status_code == 200
+    after = wait_until(
+        lambda: (found := calls()) != before and found, 10, "the batch's model calls in /metrics"
+    )
+    borrowed = {t: n - before.get(t, 0) for t, n in after.items() if int(t) > 1 and n > before.get(t, 0)}
+    assert borrowed, f"every call ran on one thread: {after}"
 
 
 def test_real_photo_file_round_trip(server: Server) -> None:

@@ -31,11 +31,13 @@ of a warm engine for the pages of one document.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from pxserve.shared.core_shares import Cores, OwnCores
 from pxserve.shared.devices import Device
 from pxserve.shared.model_dir import ModelDir
 
@@ -88,26 +90,49 @@ class BackendOptions:
     cpu_threads: int = 1
     engine: str = "paddle"  # one of ENGINES
     onnx_path: str | None = None  # the converted model, for ONNX Runtime
+    # On a CPU, the thread counts a call may ask for (shared/core_shares.py): the engine
+    # loads the model once per count. Empty: ``cpu_threads`` only.
+    thread_counts: tuple[int, ...] = ()
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        if self.device.kind != "cpu" or not self.thread_counts:
+            return (self.cpu_threads,)
+        return self.thread_counts
+
+
+def _fitting(counts: Iterable[int], threads: int | None) -> int:
+    """The largest loaded thread count not above ``threads`` (the smallest when None)."""
+    counts = sorted(counts)
+    if threads is None:
+        return counts[0]
+    return max((c for c in counts if c <= threads), default=counts[0])
 
 
 class InferenceBackend(Protocol):
+    """``threads``: how many CPU threads this call may use (one of ``BackendOptions.counts``;
+    None: the fewest). Ignored on a GPU."""
+
     name: str
     input_names: list[str]
     output_names: list[str]
 
-    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+    def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray: ...
 
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+    def run(self, inputs: dict[str, np.ndarray], threads: int | None = None) -> list[np.ndarray]: ...
 
 
 class MeteredBackend:
-    """A backend that remembers the batch sizes it ran, for /metrics per model."""
+    """A backend that remembers the batch sizes it ran, for /metrics per model, and runs
+    each call on the cores the worker may use for it now (shared/core_shares.py)."""
 
-    def __init__(self, backend: InferenceBackend, model_name: str) -> None:
+    def __init__(self, backend: InferenceBackend, model_name: str, cores: Cores | None = None) -> None:
         self.backend = backend
         self.name = backend.name
         self.model_name = model_name
+        self.cores = cores or OwnCores(1)
         self.batch_sizes: list[int] = []
+        self.threads: list[int] = []  # the threads each call ran on
 
     @property
     def input_names(self) -> list[str]:
@@ -117,18 +142,26 @@ class MeteredBackend:
     def output_names(self) -> list[str]:
         return self.backend.output_names
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         self.batch_sizes.append(int(batch.shape[0]))
-        return self.backend.infer(batch)
+        with self.cores.call() as granted:
+            self.threads.append(granted)
+            return self.backend.infer(batch, granted)
 
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], threads: int | None = None) -> list[np.ndarray]:
         first = inputs[self.input_names[0]]
         self.batch_sizes.append(int(first.shape[0]) if first.ndim else 1)
-        return self.backend.run(inputs)
+        with self.cores.call() as granted:
+            self.threads.append(granted)
+            return self.backend.run(inputs, granted)
 
     def take_batch_sizes(self) -> list[int]:
         sizes, self.batch_sizes = self.batch_sizes, []
         return sizes
+
+    def take_threads(self) -> list[int]:
+        threads, self.threads = self.threads, []
+        return threads
 
 
 class _OnOnnxRuntime(Exception):
@@ -168,6 +201,26 @@ class PaddleBackend:
         self._load(onednn=True)
 
     def _load(self, onednn: bool) -> None:
+        """One predictor per thread count (Paddle sets its threads per predictor, at each run);
+        they share the process's memory pool, so the copies cost only their weights."""
+        self._predictors = {n: self._create(onednn, n) for n in self._options.counts}
+        first = next(iter(self._predictors.values()))
+        self.input_names = list(first.get_input_names())
+        self.output_names = list(first.get_output_names())
+        self._use(None)
+
+    def _use(self, threads: int | None) -> None:
+        """Run the next call on the predictor loaded for ``threads``; the one used before
+        gives its intermediate tensors back first, so only one holds a page's."""
+        chosen = self._predictors[_fitting(self._predictors, threads)]
+        previous = getattr(self, "_predictor", None)
+        if previous is not None and previous is not chosen:
+            previous.clear_intermediate_tensor()
+        self._predictor = chosen
+        self._input = chosen.get_input_handle(self.input_names[0])
+        self._output = chosen.get_output_handle(self.output_names[0])
+
+    def _create(self, onednn: bool, threads: int) -> Any:
         from paddle import inference
 
         model, options = self._model, self._options
@@ -176,7 +229,7 @@ class PaddleBackend:
             config.enable_use_gpu(256, 0)  # the worker sees only its own card, as device 0
         else:
             config.disable_gpu()
-            config.set_cpu_math_library_num_threads(options.cpu_threads)
+            config.set_cpu_math_library_num_threads(threads)
             if model.is_legacy_program:
                 # oneDNN runs these (PP-OCR's exports) 3-4x faster than plain
                 # CPU kernels, but only on the old IR: under PIR, Paddle 3.3's
@@ -192,13 +245,9 @@ class PaddleBackend:
         config.disable_glog_info()
         config.switch_ir_optim(True)
         try:
-            self._predictor = inference.create_predictor(config)
+            return inference.create_predictor(config)
         except Exception as exc:  # Paddle raises several unrelated types here
             raise BackendError(f"Paddle Inference could not load {model.path}: {exc}") from exc
-        self.input_names = list(self._predictor.get_input_names())
-        self.output_names = list(self._predictor.get_output_names())
-        self._input = self._predictor.get_input_handle(self.input_names[0])
-        self._output = self._predictor.get_output_handle(self.output_names[0])
 
     def _run(self) -> None:
         try:
@@ -214,7 +263,8 @@ class PaddleBackend:
                     str(exc).splitlines()[0][:160],
                 )
                 self._onnx = OnnxRuntimeBackend(self._options.onnx_path, self._options)
-                self._predictor = self._input = self._output = None  # Paddle's copy is freed
+                self._predictors = {}  # Paddle's copies are freed
+                self._predictor = self._input = self._output = None
                 self.name = "paddle -> onnxruntime"
                 raise _OnOnnxRuntime from None
             log.warning(
@@ -224,7 +274,10 @@ class PaddleBackend:
             )
             self._may_drop_onednn = False
             inputs = {n: self._predictor.get_input_handle(n).copy_to_cpu() for n in self.input_names}
+            threads = next(n for n, p in self._predictors.items() if p is self._predictor)
+            self._predictor = None
             self._load(onednn=False)
+            self._use(threads)
             for name, value in inputs.items():
                 handle = self._predictor.get_input_handle(name)
                 handle.reshape(list(value.shape))
@@ -232,25 +285,27 @@ class PaddleBackend:
             self._predictor.run()
         self._may_drop_onednn = False  # it ran: oneDNN (or not) is settled for this model
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         if self._onnx is not None:
-            return self._onnx.infer(batch)
+            return self._onnx.infer(batch, threads)
+        self._use(threads)
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
         try:
             self._run()
         except _OnOnnxRuntime:
-            return self.infer(batch)
+            return self.infer(batch, threads)
         output = self._output.copy_to_cpu()
         if self._release_policy.release_after([batch]):
             self._release()
         return output
 
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], threads: int | None = None) -> list[np.ndarray]:
         """Every named input (each in the dtype the model takes), every output in the model's order."""
         _check_inputs(self.input_names, inputs)
         if self._onnx is not None:
-            return self._onnx.run(inputs)
+            return self._onnx.run(inputs, threads)
+        self._use(threads)
         for name, value in inputs.items():
             handle = self._predictor.get_input_handle(name)
             handle.reshape(list(value.shape))
@@ -258,7 +313,7 @@ class PaddleBackend:
         try:
             self._run()
         except _OnOnnxRuntime:
-            return self.run(inputs)
+            return self.run(inputs, threads)
         outputs = [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
         if self._release_policy.release_after(list(inputs.values())):
             self._release()
@@ -278,19 +333,10 @@ class OnnxRuntimeBackend:
     def __init__(self, onnx_path: str, options: BackendOptions) -> None:
         import onnxruntime as ort
 
-        session_options = ort.SessionOptions()
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.intra_op_num_threads = options.cpu_threads
-        session_options.inter_op_num_threads = 1
-        # Spinning threads would keep burning the cores other workers need.
-        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session_options.log_severity_level = 3
-        session_options.enable_mem_pattern = False  # shapes vary from call to call
         providers = self._providers(ort.get_available_providers(), options)
-        try:
-            self._session = ort.InferenceSession(onnx_path, session_options, providers=providers)
-        except Exception as exc:
-            raise BackendError(f"ONNX Runtime could not load {onnx_path}: {exc}") from exc
+        # One session per thread count (a session's thread pool is fixed when it is made).
+        self._sessions = {n: self._create(ort, onnx_path, providers, n) for n in options.counts}
+        self._session = self._sessions[_fitting(self._sessions, None)]
         wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
         if wanted not in self._session.get_providers():
             raise BackendError(f"ONNX Runtime could not start {wanted} (is CUDA installed and usable?)")
@@ -302,6 +348,21 @@ class OnnxRuntimeBackend:
         self._keep, self._shrink = ort.RunOptions(), ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._release_policy = ReleasePolicy() if options.device.kind == "cpu" else None
+
+    @staticmethod
+    def _create(ort: Any, onnx_path: str, providers: list, threads: int) -> Any:
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.intra_op_num_threads = threads
+        session_options.inter_op_num_threads = 1
+        # Spinning threads would keep burning the cores other workers need.
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session_options.log_severity_level = 3
+        session_options.enable_mem_pattern = False  # shapes vary from call to call
+        try:
+            return ort.InferenceSession(onnx_path, session_options, providers=providers)
+        except Exception as exc:
+            raise BackendError(f"ONNX Runtime could not load {onnx_path}: {exc}") from exc
 
     @staticmethod
     def _providers(available: list[str], options: BackendOptions) -> list:
@@ -316,15 +377,17 @@ class OnnxRuntimeBackend:
             chain.insert(0, ("TensorrtExecutionProvider", {"device_id": 0}))
         return chain
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        return self._session.run([self._output], {self._input: batch}, self._run_options([batch]))[0]
+        session = self._sessions[_fitting(self._sessions, threads)]
+        return session.run([self._output], {self._input: batch}, self._run_options([batch]))[0]
 
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], threads: int | None = None) -> list[np.ndarray]:
         """Every named input (each in the dtype the model takes), every output in the model's order."""
         _check_inputs(self.input_names, inputs)
         feeds = {name: np.ascontiguousarray(value) for name, value in inputs.items()}
-        return list(self._session.run(self.output_names, feeds, self._run_options(list(feeds.values()))))
+        session = self._sessions[_fitting(self._sessions, threads)]
+        return list(session.run(self.output_names, feeds, self._run_options(list(feeds.values()))))
 
     def _run_options(self, inputs: list[np.ndarray]) -> object:
         policy = self._release_policy

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pxserve.shared.allocator import return_free_heap, return_large_buffers_to_the_os
 from pxserve.shared.config import PipelineConfig
+from pxserve.shared.core_shares import Cores, CoreShares, OwnCores
 from pxserve.shared.devices import Device
 from pxserve.shared.errors import one_line
 from pxserve.shared.logs import quiet_engine_logs
@@ -83,6 +84,9 @@ class WorkerSpec:
     max_pixels: int = 64_000_000  # the most any pipeline allows; a backstop for Pillow
     heartbeat_interval_s: float = 1.0
     log_level: str = "INFO"
+    # The CPU cores this worker shares with the other CPU workers (0: it shares none):
+    # its model calls may use those the others leave idle (shared/core_shares.py).
+    shared_cores: int = 0
 
 
 def _prepare_process(spec: WorkerSpec) -> None:
@@ -132,6 +136,7 @@ class Worker:
         heartbeat: Any,
         cancels: CancelBoard,
         in_hand: InHandBoard,
+        cores: Cores | None = None,
     ) -> None:
         from pxserve.shared.model_dir import ModelDir
         from pxserve.shared.pipelines import LoadedModel, RunnerContext, get_pipeline
@@ -147,6 +152,7 @@ class Worker:
         self.heartbeat = heartbeat  # shared double the front's watchdog reads
         self.cancels = cancels
         self.in_hand = in_hand  # what we are running, for the front to read if we crash
+        self.cores = cores or OwnCores(spec.cpu_threads)  # the threads each model call may use
         self.backends: list[MeteredBackend] = []
         loaded: dict[tuple[str, str, str | None], LoadedModel] = {}
         context = RunnerContext(spec.workers, self.checkpoint, self.cancels.is_cancelled)
@@ -156,8 +162,10 @@ class Worker:
             for ref in (m for m in spec.models if m.pipeline == config.pipeline_name):
                 if ref.identity not in loaded:
                     model = ModelDir.load(ref.model_dir)
-                    options = BackendOptions(spec.device, spec.cpu_threads, ref.engine, ref.onnx_path)
-                    backend = MeteredBackend(create_backend(model, options), model.model_name)
+                    options = BackendOptions(
+                        spec.device, spec.cpu_threads, ref.engine, ref.onnx_path, self.cores.counts
+                    )
+                    backend = MeteredBackend(create_backend(model, options), model.model_name, self.cores)
                     log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
                     self.backends.append(backend)
                     loaded[ref.identity] = LoadedModel(model, backend, spec.device)
@@ -188,6 +196,7 @@ class Worker:
                 raise RuntimeError(f"pipeline {name}: {exc}") from None
         for backend in self.backends:
             backend.take_batch_sizes()
+            backend.take_threads()
 
     def _wait(self, timeout: float | None) -> None:
         """Sleep until the doorbell rings or ``timeout`` passes."""
@@ -215,7 +224,9 @@ class Worker:
                 break
             if not self.front_alive:
                 return "", []
+            self.cores.let_go()  # nothing to do: the others may use our cores
             self._wait(self.spec.heartbeat_interval_s)
+        self.cores.hold()
         deadline = time.monotonic() + self.spec.max_queue_delay_s
         while (
             self.front_alive
@@ -314,6 +325,7 @@ class Worker:
             "size": len(batch),
             "seconds": seconds,
             "models": {b.model_name: b.take_batch_sizes() for b in self.backends},
+            "threads": {b.model_name: b.take_threads() for b in self.backends},
         }
         self.status.send(WorkerEvent("batch", self.spec.index, stats=stats))
 
@@ -342,14 +354,18 @@ def worker_main(
     heartbeat: Any,
     cancels: Any,
     in_hand: Any,
+    core_shares: tuple[Any, Any] | None = None,
 ) -> int:
     """Process entry point (spawned by the supervisor)."""
     _prepare_process(spec)
     requests = Ring.attach(spec.request_ring)
     responses = Ring.attach(spec.response_ring)
+    cores: Cores = OwnCores(spec.cpu_threads)
+    if core_shares is not None and spec.shared_cores:
+        cores = CoreShares(spec.shared_cores, *core_shares).worker(spec.index, spec.cpu_threads)
     try:
         boards = CancelBoard(cancels), InHandBoard(in_hand)
-        worker = Worker(spec, requests, responses, bell, reply, status, heartbeat, *boards)
+        worker = Worker(spec, requests, responses, bell, reply, status, heartbeat, *boards, cores)
         worker.warm_up()
     except Exception as exc:  # report why, in one line, to the front
         log.debug("startup failed", exc_info=True)

@@ -1,0 +1,132 @@
+"""The CPU's cores, shared by its workers: how many threads a model call may use now.
+
+Each CPU worker owns ``cpu_threads`` cores (on 2 cores: two workers of one
+thread). When fewer workers are busy than that, the busy one's model calls
+may use the idle workers' cores too: a lone page is detected on both cores
+instead of one, while the other core would have waited. When every worker is
+busy, each uses its own share, as before, and no core runs two threads.
+
+The workers agree through one small array in shared memory, under a lock:
+each worker's slot holds the threads it uses now, 0 while it waits for work
+(``let_go``), its own share while it holds a batch (``hold``), and up to every
+idle core for the length of one model call (``call``). A call takes what the
+others leave, rounded down to a thread count its engine has loaded; a worker
+whose share is lent out waits for the running call to end (one model call, at
+most ``WAIT_LIMIT_S``) before it starts its own, so cores are never
+oversubscribed. The front creates the array; a worker that dies gives its
+slot back through the front (``reset``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+WAIT_POLL_S = 0.002
+# A worker waits at most this long for its own cores to come back (one long model
+# call on every core); past it, it runs anyway rather than stall.
+WAIT_LIMIT_S = 5.0
+
+
+def thread_counts(share: int, cores: int) -> tuple[int, ...]:
+    """The thread counts a worker's engines load: its share, doubling, up to every core."""
+    counts = [share]
+    while counts[-1] * 2 <= cores:
+        counts.append(counts[-1] * 2)
+    if counts[-1] < cores:
+        counts.append(cores)
+    return tuple(counts)
+
+
+class Cores(Protocol):
+    """What a worker's backends ask before each model call."""
+
+    counts: tuple[int, ...]
+
+    def hold(self) -> None: ...
+
+    def let_go(self) -> None: ...
+
+    def call(self) -> Any: ...  # a context manager yielding the threads granted
+
+
+class CoreShares:
+    """The threads each CPU worker slot uses now, in shared memory."""
+
+    def __init__(self, cores: int, shared: Any, lock: Any) -> None:
+        self.cores = cores
+        self.shared = shared  # a multiprocess RawArray("i", slots)
+        self.lock = lock
+
+    @classmethod
+    def create(cls, context: Any, cores: int, slots: int) -> CoreShares:
+        return cls(cores, context.RawArray("i", slots), context.Lock())
+
+    def reset(self, slot: int) -> None:
+        """A worker of this slot died or was replaced: whatever it held is free."""
+        with self.lock:
+            self.shared[slot] = 0
+
+    def worker(self, slot: int, share: int) -> WorkerCores:
+        return WorkerCores(self, slot, share)
+
+
+class WorkerCores:
+    """One worker's view: hold its share while it has work, borrow idle cores for a call."""
+
+    def __init__(self, shares: CoreShares, slot: int, share: int) -> None:
+        self.shares, self.slot, self.share = shares, slot, share
+        self.counts = thread_counts(share, shares.cores)
+
+    def hold(self) -> None:
+        """A batch is in hand: this worker's own cores are in use."""
+        self._set(self.share)
+
+    def let_go(self) -> None:
+        """Waiting for work: this worker's cores are free for the others' calls."""
+        self._set(0)
+
+    def _set(self, threads: int) -> None:
+        with self.shares.lock:
+            self.shares.shared[self.slot] = threads
+
+    @contextmanager
+    def call(self) -> Iterator[int]:
+        """The threads one model call may use: its share plus what the other workers leave."""
+        threads = self._borrow()
+        try:
+            yield threads
+        finally:
+            self.hold()
+
+    def _borrow(self) -> int:
+        shared, deadline = self.shares.shared, time.monotonic() + WAIT_LIMIT_S
+        while True:
+            with self.shares.lock:
+                others = sum(shared) - shared[self.slot]
+                free = self.shares.cores - others
+                if free >= self.share or time.monotonic() > deadline:
+                    threads = max(c for c in self.counts if c <= max(free, self.share))
+                    shared[self.slot] = threads
+                    return threads
+            time.sleep(WAIT_POLL_S)
+
+
+class OwnCores:
+    """A worker that shares nothing (a GPU worker, or one alone): always its own threads."""
+
+    def __init__(self, share: int) -> None:
+        self.share = share
+        self.counts = (share,)
+
+    def hold(self) -> None:
+        pass
+
+    def let_go(self) -> None:
+        pass
+
+    @contextmanager
+    def call(self) -> Iterator[int]:
+        yield self.share
