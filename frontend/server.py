@@ -27,7 +27,6 @@ from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.placement import Placement, RingSizes, size_rings, worker_memory_limit
 from pxserve.frontend.supervisor import Supervisor
-from pxserve.shared.allocator import return_large_buffers_to_the_os
 from pxserve.shared.cache import onnx_model_path
 from pxserve.shared.config import ConfigError, MiB, ServerConfig, ServingSettings
 from pxserve.shared.model_dir import ModelDir
@@ -200,7 +199,6 @@ async def serve(
     sock: socket.socket,
     options: ServerOptions,
 ) -> None:
-    return_large_buffers_to_the_os()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
