@@ -202,7 +202,8 @@ class PaddleBackend:
 
     def _load(self, onednn: bool) -> None:
         """One predictor per thread count (Paddle sets its threads per predictor, at each run);
-        they share the process's memory pool, so the copies cost only their weights."""
+        they share the process's memory pool, so the copies cost only their weights and
+        kernel caches."""
         self._predictors = {n: self._create(onednn, n) for n in self._options.counts}
         first = next(iter(self._predictors.values()))
         self.input_names = list(first.get_input_names())
@@ -216,6 +217,7 @@ class PaddleBackend:
         previous = getattr(self, "_predictor", None)
         if previous is not None and previous is not chosen:
             previous.clear_intermediate_tensor()
+            previous.try_shrink_memory()
         self._predictor = chosen
         self._input = chosen.get_input_handle(self.input_names[0])
         self._output = chosen.get_output_handle(self.output_names[0])
@@ -352,6 +354,12 @@ class OnnxRuntimeBackend:
     @staticmethod
     def _create(ort: Any, onnx_path: str, providers: list, threads: int) -> Any:
         session_options = ort.SessionOptions()
+        if providers == ["CPUExecutionProvider"]:
+            # Every session of the worker (each model, each thread count) allocates from one
+            # arena, so a page's activations are held once, not once per session: sessions
+            # of one model at 1 and 2 threads held 778 MB after a page each, 501 MB sharing.
+            _share_one_cpu_arena(ort)
+            session_options.add_session_config_entry("session.use_env_allocators", "1")
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.intra_op_num_threads = threads
         session_options.inter_op_num_threads = 1
@@ -392,6 +400,17 @@ class OnnxRuntimeBackend:
     def _run_options(self, inputs: list[np.ndarray]) -> object:
         policy = self._release_policy
         return self._shrink if policy is not None and policy.release_after(inputs) else self._keep
+
+
+_SHARED_ARENA: list[bool] = []
+
+
+def _share_one_cpu_arena(ort: Any) -> None:
+    """Register the process's one CPU arena with ONNX Runtime's environment (once)."""
+    if not _SHARED_ARENA:
+        memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(memory, ort.OrtArenaCfg({}))
+        _SHARED_ARENA.append(True)
 
 
 def _check_inputs(expected: list[str], inputs: dict[str, np.ndarray]) -> None:

@@ -16,6 +16,10 @@ Outcomes go to the response ring, in pieces when larger than one ring
 record. Tasks the front has cancelled (shared/task_boards.py) are skipped,
 and a task marked ``solo`` runs in a batch of its own.
 
+On a CPU it tells the other CPU workers, through shared/core_shares.py,
+whether it is using its cores: while it waits for work they are theirs to
+borrow for a model call, and its own calls borrow theirs the same way.
+
 The front stops a worker by closing the request doorbell: the worker sees
 end-of-file, finishes what it holds and exits. If the front dies, the
 same end-of-file arrives, so no worker outlives it.
