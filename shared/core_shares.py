@@ -49,7 +49,7 @@ class Cores(Protocol):
 
     def let_go(self) -> None: ...
 
-    def call(self) -> Any: ...  # a context manager yielding the threads granted
+    def call(self, most: int) -> Any: ...  # a context manager yielding the threads granted
 
 
 class CoreShares:
@@ -93,22 +93,23 @@ class WorkerCores:
             self.shares.shared[self.slot] = threads
 
     @contextmanager
-    def call(self) -> Iterator[int]:
-        """The threads one model call may use: its share plus what the other workers leave."""
-        threads = self._borrow()
+    def call(self, most: int | None = None) -> Iterator[int]:
+        """The threads one model call may use: its share plus what the other workers leave,
+        up to ``most`` (the most its engine loaded)."""
+        threads = self._borrow(most or self.shares.cores)
         try:
             yield threads
         finally:
             self.hold()
 
-    def _borrow(self) -> int:
+    def _borrow(self, most: int) -> int:
         shared, deadline = self.shares.shared, time.monotonic() + WAIT_LIMIT_S
         while True:
             with self.shares.lock:
                 others = sum(shared) - shared[self.slot]
                 free = self.shares.cores - others
                 if free >= self.share or time.monotonic() > deadline:
-                    threads = max(c for c in self.counts if c <= max(free, self.share))
+                    threads = max(c for c in self.counts if c <= max(min(free, most), self.share))
                     shared[self.slot] = threads
                     return threads
             time.sleep(WAIT_POLL_S)
@@ -128,5 +129,5 @@ class OwnCores:
         pass
 
     @contextmanager
-    def call(self) -> Iterator[int]:
+    def call(self, most: int | None = None) -> Iterator[int]:
         yield self.share

@@ -110,12 +110,13 @@ def _fitting(counts: Iterable[int], threads: int | None) -> int:
 
 
 class InferenceBackend(Protocol):
-    """``threads``: how many CPU threads this call may use (one of ``BackendOptions.counts``;
-    None: the fewest). Ignored on a GPU."""
+    """``threads``: how many CPU threads this call may use (one of ``thread_counts``, the
+    counts it loaded; None: the fewest). Ignored on a GPU."""
 
     name: str
     input_names: list[str]
     output_names: list[str]
+    thread_counts: tuple[int, ...]
 
     def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray: ...
 
@@ -144,14 +145,14 @@ class MeteredBackend:
 
     def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         self.batch_sizes.append(int(batch.shape[0]))
-        with self.cores.call() as granted:
+        with self.cores.call(max(self.backend.thread_counts)) as granted:
             self.threads.append(granted)
             return self.backend.infer(batch, granted)
 
     def run(self, inputs: dict[str, np.ndarray], threads: int | None = None) -> list[np.ndarray]:
         first = inputs[self.input_names[0]]
         self.batch_sizes.append(int(first.shape[0]) if first.ndim else 1)
-        with self.cores.call() as granted:
+        with self.cores.call(max(self.backend.thread_counts)) as granted:
             self.threads.append(granted)
             return self.backend.run(inputs, granted)
 
@@ -200,11 +201,18 @@ class PaddleBackend:
         self._release_policy = ReleasePolicy()
         self._load(onednn=True)
 
+    @property
+    def thread_counts(self) -> tuple[int, ...]:
+        return self._onnx.thread_counts if self._onnx is not None else tuple(self._predictors)
+
     def _load(self, onednn: bool) -> None:
-        """One predictor per thread count (Paddle sets its threads per predictor, at each run);
-        they share the process's memory pool, so the copies cost only their weights and
-        kernel caches."""
-        self._predictors = {n: self._create(onednn, n) for n in self._options.counts}
+        """The predictor, at the worker's own thread count only. A predictor per count (Paddle
+        sets its threads per predictor, at each run) lowered page p50 at c=1 by 0-37% but
+        raised its workers' peak memory by 18% (OCR) to 55% (tables), each predictor keeping
+        its own oneDNN kernels and tensors (idle A/B, benchmarks/results/ab_idle.json), so
+        Paddle does not borrow idle cores; ONNX Runtime does."""
+        counts = (self._options.cpu_threads,)
+        self._predictors = {n: self._create(onednn, n) for n in counts}
         first = next(iter(self._predictors.values()))
         self.input_names = list(first.get_input_names())
         self.output_names = list(first.get_output_names())
@@ -340,6 +348,7 @@ class OnnxRuntimeBackend:
         providers = self._providers(ort.get_available_providers(), options)
         # One session per thread count (a session's thread pool is fixed when it is made).
         self._sessions = {n: self._create(ort, onnx_path, providers, n) for n in options.counts}
+        self.thread_counts = tuple(self._sessions)
         self._session = self._sessions[_fitting(self._sessions, None)]
         wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
         if wanted not in self._session.get_providers():
