@@ -6,8 +6,8 @@ may use the idle workers' cores too: a lone page is detected on both cores
 instead of one, while the other core would have waited. When every worker is
 busy, each uses its own share, as before, and no core runs two threads.
 
-The workers agree through one small array in shared memory, under a lock:
-each worker's slot holds the threads it uses now, 0 while it waits for work
+The workers agree through one small array in shared memory: each worker's
+slot holds the threads it uses now, 0 while it waits for work
 (``let_go``), its own share while it holds a batch (``hold``), and up to every
 idle core for the length of one model call (``call``). A call takes what the
 others leave, rounded down to a thread count its engine has loaded; a worker
@@ -15,6 +15,13 @@ whose share is lent out waits for the running call to end (one model call, at
 most ``WAIT_LIMIT_S``) before it starts its own, so cores are never
 oversubscribed. The front creates the array; a worker that dies gives its
 slot back through the front (``reset``).
+
+No lock: a worker SIGKILLed while holding a cross-process lock would leave
+it held, and every other worker blocked for good (the soak's SIGKILL found
+it). Each worker writes only its own slot. A borrower writes its claim,
+then reads the others again and takes it back if they no longer leave room;
+a worker taking up its share writes it before it reads. Of two workers
+racing, at least one sees the other's write, so both cannot overcommit.
 """
 
 from __future__ import annotations
@@ -55,19 +62,20 @@ class Cores(Protocol):
 class CoreShares:
     """The threads each CPU worker slot uses now, in shared memory."""
 
-    def __init__(self, cores: int, shared: Any, lock: Any) -> None:
+    def __init__(self, cores: int, shared: Any) -> None:
         self.cores = cores
-        self.shared = shared  # a multiprocess RawArray("i", slots)
-        self.lock = lock
+        self.shared = shared  # a multiprocess RawArray("i", slots); slot i written by worker i
 
     @classmethod
     def create(cls, context: Any, cores: int, slots: int) -> CoreShares:
-        return cls(cores, context.RawArray("i", slots), context.Lock())
+        return cls(cores, context.RawArray("i", slots))
 
     def reset(self, slot: int) -> None:
         """A worker of this slot died or was replaced: whatever it held is free."""
-        with self.lock:
-            self.shared[slot] = 0
+        self.shared[slot] = 0
+
+    def others(self, slot: int) -> int:
+        return sum(self.shared) - self.shared[slot]
 
     def worker(self, slot: int, share: int) -> WorkerCores:
         return WorkerCores(self, slot, share)
@@ -89,8 +97,7 @@ class WorkerCores:
         self._set(0)
 
     def _set(self, threads: int) -> None:
-        with self.shares.lock:
-            self.shares.shared[self.slot] = threads
+        self.shares.shared[self.slot] = threads
 
     @contextmanager
     def call(self, most: int | None = None) -> Iterator[int]:
@@ -103,15 +110,16 @@ class WorkerCores:
             self.hold()
 
     def _borrow(self, most: int) -> int:
-        shared, deadline = self.shares.shared, time.monotonic() + WAIT_LIMIT_S
+        shares, deadline = self.shares, time.monotonic() + WAIT_LIMIT_S
         while True:
-            with self.shares.lock:
-                others = sum(shared) - shared[self.slot]
-                free = self.shares.cores - others
-                if free >= self.share or time.monotonic() > deadline:
-                    threads = max(c for c in self.counts if c <= max(min(free, most), self.share))
-                    shared[self.slot] = threads
+            free = shares.cores - shares.others(self.slot)
+            late = time.monotonic() > deadline
+            if free >= self.share or late:
+                threads = max(c for c in self.counts if c <= max(min(free, most), self.share))
+                self._set(threads)
+                if late or threads == self.share or shares.others(self.slot) + threads <= shares.cores:
                     return threads
+                self._set(self.share)  # another worker took up its share meanwhile: look again
             time.sleep(WAIT_POLL_S)
 
 

@@ -369,7 +369,7 @@ def worker_main(
     heartbeat: Any,
     cancels: Any,
     in_hand: Any,
-    core_shares: tuple[Any, Any] | None = None,
+    core_shares: Any = None,
 ) -> int:
     """Process entry point (spawned by the supervisor)."""
     _prepare_process(spec)
@@ -377,7 +377,7 @@ def worker_main(
     responses = Ring.attach(spec.response_ring)
     cores: Cores = OwnCores(spec.cpu_threads)
     if core_shares is not None and spec.shared_cores:
-        cores = CoreShares(spec.shared_cores, *core_shares).worker(spec.index, spec.cpu_threads)
+        cores = CoreShares(spec.shared_cores, core_shares).worker(spec.index, spec.cpu_threads)
     try:
         boards = CancelBoard(cancels), InHandBoard(in_hand)
         worker = Worker(spec, requests, responses, bell, reply, status, heartbeat, *boards, cores)
