@@ -180,7 +180,8 @@ class Soak:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             text = requests.get(f"{self.url}/metrics", timeout=10).text
-            if re.search(r"^pxserve_queue_depth 0\.0$", text, re.MULTILINE):
+            depths = re.findall(r"^pxserve_queue_depth(?:\{[^}]*\})? (\S+)$", text, re.MULTILINE)
+            if depths and all(float(d) == 0 for d in depths):  # one per pipeline
                 return
             time.sleep(0.5)  # polling interval
 
