@@ -203,36 +203,13 @@ class PaddleBackend:
 
     @property
     def thread_counts(self) -> tuple[int, ...]:
-        return self._onnx.thread_counts if self._onnx is not None else tuple(self._predictors)
+        """The worker's own threads only: Paddle does not borrow idle cores. A predictor per
+        thread count (Paddle sets its threads per predictor) lowered page p50 at c=1 by 0-37%
+        but raised its workers' peak memory by 18% (OCR) to 55% (tables), each predictor
+        keeping its own oneDNN kernels and tensors (benchmarks/results/ab_idle.json)."""
+        return self._onnx.thread_counts if self._onnx is not None else (self._options.cpu_threads,)
 
     def _load(self, onednn: bool) -> None:
-        """The predictor, at the worker's own thread count only. A predictor per count (Paddle
-        sets its threads per predictor, at each run) lowered page p50 at c=1 by 0-37% but
-        raised its workers' peak memory by 18% (OCR) to 55% (tables), each predictor keeping
-        its own oneDNN kernels and tensors (idle A/B, benchmarks/results/ab_idle.json), so
-        Paddle does not borrow idle cores; ONNX Runtime does."""
-        counts = (self._options.cpu_threads,)
-        self._predictors = {n: self._create(onednn, n) for n in counts}
-        first = next(iter(self._predictors.values()))
-        self.input_names = list(first.get_input_names())
-        self.output_names = list(first.get_output_names())
-        self._use(None)
-
-    def _use(self, threads: int | None) -> None:
-        """Run the next call on the predictor loaded for ``threads``; the one used before
-        gives its intermediate tensors back first, so only one holds a page's."""
-        chosen = self._predictors[_fitting(self._predictors, threads)]
-        previous = getattr(self, "_predictor", None)
-        if previous is not None and previous is not chosen:
-            # Back to the shared pool, for the next predictor to reuse; shrinking the pool at
-            # each switch made the next call page-fault its activations in again, and made a
-            # 10-page PDF 5% slower on Paddle (workers switch often while its pages run).
-            previous.clear_intermediate_tensor()
-        self._predictor = chosen
-        self._input = chosen.get_input_handle(self.input_names[0])
-        self._output = chosen.get_output_handle(self.output_names[0])
-
-    def _create(self, onednn: bool, threads: int) -> Any:
         from paddle import inference
 
         model, options = self._model, self._options
@@ -241,7 +218,7 @@ class PaddleBackend:
             config.enable_use_gpu(256, 0)  # the worker sees only its own card, as device 0
         else:
             config.disable_gpu()
-            config.set_cpu_math_library_num_threads(threads)
+            config.set_cpu_math_library_num_threads(options.cpu_threads)
             if model.is_legacy_program:
                 # oneDNN runs these (PP-OCR's exports) 3-4x faster than plain
                 # CPU kernels, but only on the old IR: under PIR, Paddle 3.3's
@@ -257,9 +234,13 @@ class PaddleBackend:
         config.disable_glog_info()
         config.switch_ir_optim(True)
         try:
-            return inference.create_predictor(config)
+            self._predictor = inference.create_predictor(config)
         except Exception as exc:  # Paddle raises several unrelated types here
             raise BackendError(f"Paddle Inference could not load {model.path}: {exc}") from exc
+        self.input_names = list(self._predictor.get_input_names())
+        self.output_names = list(self._predictor.get_output_names())
+        self._input = self._predictor.get_input_handle(self.input_names[0])
+        self._output = self._predictor.get_output_handle(self.output_names[0])
 
     def _run(self) -> None:
         try:
@@ -275,8 +256,7 @@ class PaddleBackend:
                     str(exc).splitlines()[0][:160],
                 )
                 self._onnx = OnnxRuntimeBackend(self._options.onnx_path, self._options)
-                self._predictors = {}  # Paddle's copies are freed
-                self._predictor = self._input = self._output = None
+                self._predictor = self._input = self._output = None  # Paddle's copy is freed
                 self.name = "paddle -> onnxruntime"
                 raise _OnOnnxRuntime from None
             log.warning(
@@ -286,10 +266,7 @@ class PaddleBackend:
             )
             self._may_drop_onednn = False
             inputs = {n: self._predictor.get_input_handle(n).copy_to_cpu() for n in self.input_names}
-            threads = next(n for n, p in self._predictors.items() if p is self._predictor)
-            self._predictor = None
             self._load(onednn=False)
-            self._use(threads)
             for name, value in inputs.items():
                 handle = self._predictor.get_input_handle(name)
                 handle.reshape(list(value.shape))
@@ -300,7 +277,6 @@ class PaddleBackend:
     def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         if self._onnx is not None:
             return self._onnx.infer(batch, threads)
-        self._use(threads)
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
         try:
@@ -317,7 +293,6 @@ class PaddleBackend:
         _check_inputs(self.input_names, inputs)
         if self._onnx is not None:
             return self._onnx.run(inputs, threads)
-        self._use(threads)
         for name, value in inputs.items():
             handle = self._predictor.get_input_handle(name)
             handle.reshape(list(value.shape))
