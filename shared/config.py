@@ -47,72 +47,96 @@ class ConfigError(Exception):
 class UrlInputSettings(BaseModel):
     """Fetching ``image`` from an http(s) URL: off unless enabled."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Attribute docstrings are the fields' descriptions: the manual's table of keys is made from them.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     enabled: bool = False
-    # Host names allowed; ".example.com" allows its subdomains too. Empty: any host.
+    """Fetch an input given as an http(s) URL instead of Base64; off: such a request is a 422 that says so."""
     allow_hosts: list[str] = Field(default_factory=list)
-    # Loopback, private, link-local and reserved addresses are refused unless
-    # this is set (trusted internal networks only). Cloud metadata endpoints
-    # are refused always.
+    """Host names allowed (`.example.com` allows its subdomains too); empty: any public host."""
     allow_private_networks: bool = False
+    """Allow loopback, private, link-local and reserved addresses (trusted internal networks only);
+    cloud metadata addresses are refused always."""
     max_mb: PositiveFloat = 16.0
+    """The largest file fetched."""
     timeout_s: PositiveFloat = 10.0
+    """The whole fetch, redirects included."""
     max_redirects: int = Field(default=3, ge=0, le=10)
+    """Redirects followed; each hop is checked against the allow-list and the address rules."""
 
 
 class ServingSettings(BaseModel):
     """Engine settings; every one has a default that suits the machine."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     # PaddleX's own keys
     visualize: bool = True
+    """Return pictures of the results (PaddleX's default); turn off to save bandwidth and worker time."""
     extra: dict[str, Any] = Field(default_factory=dict)
-    # Workers: how many per device, and intra-op threads for each on CPU.
+    """PaddleX's `Serving.extra`; its `max_num_input_imgs` is read as `max_pdf_pages`."""
+    # Workers
     instances_per_device: PositiveInt | Auto = "auto"
+    """Workers per device. auto: one per usable core on CPU (at most 8), one per GPU.
+    Each worker holds a copy of every served model."""
     cpu_threads: PositiveInt | Auto = "auto"
-    # Dynamic batching: merge up to max_batch_size waiting requests, waiting
-    # at most max_queue_delay_ms for a batch to fill (auto: 0 on CPU, 2 on GPU).
+    """Intra-op threads of each CPU worker. auto: cores / workers; keep workers x threads <= cores."""
+    # Dynamic batching
     max_batch_size: PositiveInt = 8
+    """Waiting requests merged into one inference call."""
     max_queue_delay_ms: NonNegativeFloat | Auto = "auto"
-    # Admission: requests admitted but not yet answered; beyond this, 503.
+    """How long a worker waits to fill a batch (auto: 0 on CPU, 2 on GPU); 0 still merges whatever is
+    already waiting. Raise it on a GPU for throughput, keep it 0 on CPU for latency."""
+    # Admission and request limits. Images are checked from their header, before decoding.
     queue_capacity: PositiveInt = 256
-    # Request limits. Images are checked from their header, before decoding.
+    """Admitted, unanswered requests (counted from before the body is read); beyond it, 503 at once
+    with `Retry-After`."""
     max_body_mb: PositiveFloat = 16.0
+    """The request body limit: larger bodies get 413."""
     request_timeout_s: PositiveFloat = 60.0
+    """Per-request deadline (per page for a streamed document): a body not received by then gets 408,
+    a result not ready 504."""
     max_pixels: PositiveInt = 64_000_000
+    """The largest image, in pixels, read from its header before anything is decoded: 413."""
     max_side: PositiveInt = 16_384
+    """The longest side of an image, in pixels: 413."""
     max_aspect_ratio: PositiveFloat = 20.0
-    # Document pipelines: pages of a PDF read per request (PaddleX's
-    # max_num_input_imgs, default 10; later pages are dropped, as PaddleX does).
+    """The most elongated image accepted: 422."""
     max_pdf_pages: PositiveInt = 10
-    # ... and of a streamed answer (Accept: application/x-ndjson), one line per
-    # page as it finishes; the front holds only a few finished pages at a time.
+    """PDF pages read per request (PaddleX's `Serving.extra.max_num_input_imgs` is honoured too); later
+    pages are dropped, as PaddleX does, and the answer's `X-Pxserve-Pages-Dropped` header says how many."""
     max_stream_pages: PositiveInt = 1000
+    """PDF pages read per streamed request (`Accept: application/x-ndjson`) or whole document
+    (`text/markdown`, `application/zip`); the front holds only a few finished pages at a time."""
     image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"])
+    """Image formats accepted (GIF: its first frame); others get 422."""
     url_inputs: UrlInputSettings = Field(default_factory=UrlInputSettings)
-    # A worker that neither beats its heartbeat nor uses any CPU for this long
-    # (deadlocked, stopped) is killed and replaced; its requests are retried
-    # once. A worker that is busy (using CPU) is left alone unless one step
-    # runs longer than request_timeout_s + this, when no client can still want it.
+    """Inputs given as URLs: off unless enabled (the `url_inputs.*` keys)."""
+    # Workers' health and memory
     worker_stall_timeout_s: PositiveFloat = 30.0
-    # A worker whose resident memory passes this is recycled: a successor is
-    # started first, then the old one finishes what it holds and exits. No
-    # request is lost. auto: 3/4 of the machine's (or container's) memory
-    # shared by the workers; 0: never recycle.
+    """A worker that neither beats its heartbeat nor uses any CPU for this long (deadlocked, stopped) is
+    killed and replaced, its requests retried once. A busy one is left alone unless one step runs longer
+    than `request_timeout_s` plus this, when no client can still want it."""
     max_worker_memory_mb: NonNegativeFloat | Auto = "auto"
-    # The largest result one request may produce (a long PDF with pictures);
-    # larger answers are refused with 413. Results of any size up to this
-    # travel back through the response ring, in pieces if need be.
+    """A worker whose resident memory passes this is recycled: its successor is started first, then it
+    finishes what it holds and exits; no request is lost. auto: 3/4 of the machine's (or container's)
+    memory over the worker count; 0: never."""
     max_result_mb: PositiveFloat = 256.0
-    # API keys (Bearer); PXSERVE_API_KEYS adds more. None: no authentication.
+    """The largest answer one request may produce (a long PDF with `visualize`); larger: 413. Anything up
+    to it comes back whole, in pieces through the response ring if need be."""
+    # Keys
     api_keys: list[str] = Field(default_factory=list)
-    auth_health: bool = False  # /health stays open for load balancers by default
+    """API keys clients send as `Authorization: Bearer <key>`; `PXSERVE_API_KEYS` (comma-separated) adds
+    more. None: no authentication."""
+    auth_health: bool = False
+    """Whether `/health` needs a key (open by default, for load balancers)."""
     auth_metrics: bool = True
-    # Shared memory per worker.
+    """Whether `/metrics` needs a key."""
+    # Shared memory per worker, in /dev/shm
     request_ring_mb: PositiveFloat = 48.0
+    """Shared memory per worker for requests, in /dev/shm (shrunk to fit at startup, with a warning)."""
     response_ring_mb: PositiveFloat = 16.0
+    """Shared memory per worker for answers, in /dev/shm."""
 
     @property
     def max_body_bytes(self) -> int:
