@@ -109,7 +109,8 @@ def request_fields(pipeline: str | None) -> str:
     definitions = schema.get("$defs", {})
     required = set(schema.get("required", ()))
     lines = ["| field | type | default | notes |", "|---|---|---|---|"]
-    for name, prop in schema["properties"].items():
+    properties = sorted(schema["properties"].items(), key=lambda item: item[0] not in required)
+    for name, prop in properties:  # required first, then in the model's order
         default = "required" if name in required else f"`{json.dumps(prop.get('default'))}`"
         notes = _cell(prop.get("description", ""))
         lines.append(f"| `{name}` | {_schema_type(prop, definitions)} | {default} | {notes} |")
