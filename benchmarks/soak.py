@@ -327,6 +327,12 @@ def summarize(soak: Soak, log_text: str, metrics_text: str) -> dict:
     }
 
 
+def latest_reports() -> list[dict]:
+    """The latest run of each system (results/soak-<engine>.json; other soak files are kept runs)."""
+    paths = [RESULTS / f"soak-{engine}.json" for engine in ("onnxruntime", "paddle", "paddlex")]
+    return [json.loads(path.read_text()) for path in paths if path.exists()]
+
+
 def plot(out: Path) -> None:
     import matplotlib
 
@@ -334,8 +340,7 @@ def plot(out: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(9, 4.5))
-    for path in sorted(RESULTS.glob("soak-*.json")):
-        report = json.loads(path.read_text())
+    for report in latest_reports():
         samples = report["summary"]["rss_samples"]
         for index, pid in enumerate(sorted({s["pid"] for s in samples})):
             mine = [s for s in samples if s["pid"] == pid]
@@ -353,7 +358,7 @@ def plot(out: Path) -> None:
 
 
 def table() -> str:
-    """The README's table, from every results/soak-*.json."""
+    """The manual's table, from the latest run of each system."""
     header = [
         "system", "minutes", "requests", "5xx", "bad inputs not 4xx", "watchdog / kernel kills",
         "restarts (SIGKILL)", "recycles", "tasks dropped", "photo p50 / p99",
@@ -361,8 +366,7 @@ def table() -> str:
         "worker RSS: steady median / steady max / max", "growth, 2nd half",
     ]  # fmt: skip
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for path in sorted(RESULTS.glob("soak-*.json")):
-        report = json.loads(path.read_text())
+    for report in latest_reports():
         s = report["summary"]
         photo = s["by_kind"].get("photo", {})
         after = s["by_kind"].get("photo after abandon", {})
