@@ -21,7 +21,6 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r"^<!-- pxserve:([a-z-]+)(?: ([^ ]+))? -->$", re.MULTILINE)
@@ -43,9 +42,7 @@ def _cell(text: str) -> str:
 
 
 def _default(field: FieldInfo) -> str:
-    if field.default is PydanticUndefined and field.default_factory is None:
-        return "required"
-    value = field.default_factory() if field.default_factory is not None else field.default
+    value = field.get_default(call_default_factory=True)
     if isinstance(value, BaseModel):
         return "see below"
     return f"`{json.dumps(value)}`"
