@@ -31,6 +31,7 @@ from pxserve.shared.config import (
     builtin_pipelines,
     load_server_config,
     parse_hpi_config,
+    resolve_engine,
 )
 from pxserve.shared.devices import DeviceError, default_device, gpu_usable, parse_devices
 from pxserve.shared.pipelines import Pipeline, get_pipeline
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("PXSERVE_PORT", "8080"),
         help="port (default $PXSERVE_PORT, else 8080)",
     )
+    parser.add_argument(
+        "--engine",
+        help="PaddleX 3.7's inference engine: paddle_static (Paddle Inference), hpi or onnxruntime "
+        "(ONNX Runtime, as --use_hpip); default: the pipeline YAML's engine key, else --use_hpip",
+    )
     parser.add_argument("--use_hpip", action="store_true", help="use the high-performance backend")
     parser.add_argument("--hpi_config", help="high-performance inference settings, a Python dict literal")
     parser.add_argument("--serial_number", help="accepted for PaddleX compatibility; not needed")
@@ -102,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
     if args.serial_number or args.update_license:
         log.info("pxserve needs no licence: --serial_number/--update_license are accepted and ignored")
     hpi = parse_hpi_config(args.hpi_config)
-    engine = hpi.backend if args.use_hpip else "paddle"
     if not 0 <= args.port < 65536:  # 0: any free port (the log says which)
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
 
     config = load_server_config(args.pipeline)
+    engine = resolve_engine(args.engine, args.use_hpip, hpi, config.pipelines)
     pipelines = load_pipelines(config)
     onnx = engine != "paddle"
     device_spec = args.device or default_device(onnx)
@@ -116,13 +122,13 @@ def run(args: argparse.Namespace) -> int:
         raise DeviceError(
             f"--device {device_spec}: no usable GPU (needs an NVIDIA driver and {package}); use --device cpu"
         )
-    plan = plan_workers(devices, config.engine, cpu_threads=hpi.cpu_threads if args.use_hpip else None)
+    plan = plan_workers(devices, config.engine, cpu_threads=hpi.cpu_threads if engine != "paddle" else None)
 
     rings = plan_rings(plan, config.engine)
     sock = bind_socket(args.host, args.port)
     log.info("Started server process [%d]", os.getpid())
     try:
-        log.info("pipelines: %s", ", ".join(config.names))
+        log.info("pipelines: %s; engine: %s", ", ".join(config.names), engine)
         cpu_only = all(d.kind == "cpu" for d in devices)
         models = [spec for pipeline in pipelines for spec in prepare_models(pipeline, engine, cpu_only)]
         options = ServerOptions(args.host, args.port, args.log_level)
@@ -155,8 +161,10 @@ def prepare(args: argparse.Namespace) -> int:
     # route, so they are never served together, but an image holds both's models).
     groups = [[name] for name in builtin_pipelines()] if args.pipeline == ["all"] else [args.pipeline]
     for names in groups:
-        for pipeline in load_pipelines(load_server_config(names)):
-            prepare_models(pipeline, hpi.backend if args.use_hpip else "paddle")
+        config = load_server_config(names)
+        engine = resolve_engine(args.engine, args.use_hpip, hpi, config.pipelines)
+        for pipeline in load_pipelines(config):
+            prepare_models(pipeline, engine)
     return 0
 
 

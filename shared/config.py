@@ -161,6 +161,43 @@ class HpiConfig(BaseModel):
         return int(value) if value else None
 
 
+# PaddleX 3.7's inference engines (``--engine``, or a pipeline YAML's ``engine`` key), by what
+# pxserve runs for each: Paddle Inference, or the high-performance backend (--hpi_config's).
+ENGINES_SERVED = {"paddle_static": "paddle", "hpi": "hpi", "onnxruntime": "onnxruntime"}
+ENGINES_NOT_SERVED = {
+    "paddle_dynamic": "Paddle's dynamic-graph (training) models",
+    "transformers": "Hugging Face transformers models",
+    "genai_client": "a vision-language model server",
+    "flexible": "PaddleX's per-model engine choice",
+}
+
+
+def resolve_engine(flag: str | None, use_hpip: bool, hpi: HpiConfig, pipelines: list[PipelineConfig]) -> str:
+    """The backend every model runs on: ``--engine``, else the pipelines' ``engine`` key, else
+    ``--use_hpip`` (the backend --hpi_config names) or Paddle. A name PaddleX has and pxserve
+    does not serve is one line naming those it does."""
+    named = {str(key) for p in pipelines if (key := (p.model_extra or {}).get("engine"))}
+    if flag is None and len(named) > 1:
+        raise ConfigError(f"the pipelines name different engines ({', '.join(sorted(named))}): pass --engine")
+    choice, source = (flag, "--engine") if flag else (next(iter(named), None), "engine")
+    if choice is None:
+        return hpi.backend if use_hpip else "paddle"
+    if choice in ENGINES_NOT_SERVED:
+        raise ConfigError(
+            f"{source} {choice}: {ENGINES_NOT_SERVED[choice]} are not served by pxserve; "
+            f"it serves {', '.join(ENGINES_SERVED)} (paddle_static: Paddle Inference; hpi, onnxruntime: "
+            "ONNX Runtime, as --use_hpip)"
+        )
+    if choice not in ENGINES_SERVED:
+        raise ConfigError(f"{source} must be one of {', '.join([*ENGINES_SERVED, *ENGINES_NOT_SERVED])}")
+    engine = ENGINES_SERVED[choice]
+    if engine == "paddle" and use_hpip:
+        raise ConfigError(f"{source} {choice} runs Paddle Inference, but --use_hpip asks for ONNX Runtime")
+    if engine == "hpi":
+        return hpi.backend if hpi.backend != "paddle" else "onnxruntime"
+    return engine
+
+
 def parse_hpi_config(text: str | None) -> HpiConfig:
     """Parse a Python dict literal, as PaddleX's ``--hpi_config`` takes."""
     if not text:
@@ -207,6 +244,10 @@ class PipelineConfig(BaseModel):
         raise ConfigError(f"{self.source}: SubModules has no {key!r} entry")
 
 
+# PaddleX pipelines built on a vision-language model: named so that asking for one says why not.
+VISION_LANGUAGE_PIPELINES = ("PaddleOCR-VL", "PaddleOCR-VL-1.5", "PaddleOCR-VL-1.6")
+
+
 def builtin_pipelines() -> list[str]:
     """Names of the pipeline configs shipped with pxserve."""
     folder = resources.files("pxserve.configs")
@@ -223,6 +264,11 @@ def _read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
         source = str(path)
     else:
         builtin = resources.files("pxserve.configs") / f"{name_or_path}.yaml"
+        if name_or_path in VISION_LANGUAGE_PIPELINES:
+            raise ConfigError(
+                f"{name_or_path} needs a vision-language model (PaddleOCR-VL, 0.9B parameters) that pxserve "
+                "does not run; for documents to Markdown serve PP-StructureV3 (--pipeline PP-StructureV3)"
+            )
         if not builtin.is_file():
             known = ", ".join(builtin_pipelines())
             raise ConfigError(f"unknown pipeline {name_or_path!r}: not a file and not one of: {known}")

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 import tiny_model
 from conftest import (
     Server,
@@ -61,6 +62,45 @@ def test_startup_errors_are_one_clear_line(tmp_path: Path, tiny_model_dir: Path)
     assert_one_line_error(bad_hpi, "--hpi_config must be a Python dict literal")
     unreadable = run_cli("--serve", "--pipeline", str(tmp_path / "absent.yaml"), cwd=tmp_path)
     assert_one_line_error(unreadable, "cannot read pipeline config")
+
+
+def test_paddlex_37_names_pxserve_does_not_serve_are_one_line_naming_what_it_does(tmp_path: Path) -> None:
+    """PaddleX 3.7's vision-language pipelines and its other engines: why not, and what instead."""
+    for name in ("PaddleOCR-VL-1.6", "PaddleOCR-VL-1.5", "PaddleOCR-VL"):
+        result = run_cli("--serve", "--pipeline", name, cwd=tmp_path)
+        assert_one_line_error(result, f"{name} needs a vision-language model")
+        assert "serve PP-StructureV3" in result.stderr
+    for engine in ("transformers", "genai_client", "paddle_dynamic", "flexible"):
+        result = run_cli("--serve", "--pipeline", "image_classification", "--engine", engine, cwd=tmp_path)
+        assert_one_line_error(result, f"--engine {engine}:")
+        assert "it serves paddle_static, hpi, onnxruntime" in result.stderr
+    typo = run_cli("--serve", "--pipeline", "image_classification", "--engine", "onnx", cwd=tmp_path)
+    assert_one_line_error(typo, "--engine must be one of paddle_static, hpi, onnxruntime")
+    serve = ("--serve", "--pipeline", "image_classification")
+    both = run_cli(*serve, "--engine", "paddle_static", "--use_hpip", cwd=tmp_path)
+    assert_one_line_error(both, "--engine paddle_static runs Paddle Inference, but --use_hpip")
+
+
+def test_engine_flag_and_yaml_key_choose_the_backend(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """``--engine onnxruntime`` is --use_hpip; a YAML ``engine: hpi`` too, and --engine overrides it."""
+    config = write_config(tmp_path, tiny_model_dir)
+    yaml_hpi = tmp_path / "engine-hpi.yaml"
+    yaml_hpi.write_text(config.read_text() + "engine: hpi\n")
+    for pipeline, flags, backend in (
+        (config, ["--engine", "onnxruntime"], "onnxruntime"),
+        (yaml_hpi, [], "onnxruntime"),
+        (yaml_hpi, ["--engine", "paddle_static"], "paddle"),
+    ):
+        server = start_server(pipeline, tmp_path, *flags)
+        try:
+            body = {"image": RED}
+            answer = requests.post(f"{server.url}/image-classification", json=body, timeout=30)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["result"]["categories"][0]["name"] == "red"
+            assert f"engine: {backend}" in server.logs()
+            assert f"loaded TinyColorNet on cpu with {backend}" in server.logs()
+        finally:
+            stop_and_check_clean(server)
 
 
 def test_busy_port_fails_fast_and_licence_flags_are_accepted(tmp_path: Path, tiny_model_dir: Path) -> None:
