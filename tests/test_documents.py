@@ -26,6 +26,7 @@ import json
 import re
 import shutil
 import time
+import unicodedata
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -405,10 +406,54 @@ def test_seal_settings_layout_pdfs_and_bad_input(docs: Server) -> None:
     assert docs.process.poll() is None and len(docs.workers()) == 2
 
 
-# -- PP-OCRv5 -------------------------------------------------------------------------------------
+# -- PP-OCRv6 and PP-OCRv5 ------------------------------------------------------------------------
+CHINESE = ["我们用了三个夏天记录它的水温。", "工程预算共计八十六万元，其余由县财政承担。"]  # noqa: RUF001
+
+
+def chinese_lines() -> bytes:
+    from PIL import ImageDraw, ImageFont
+
+    from pxserve.workers.ocr.visualize import font_path
+
+    font = ImageFont.truetype(font_path(), 28)
+    image = Image.new("RGB", (760, 60 + 50 * len(CHINESE)), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(CHINESE):
+        draw.text((30, 30 + 50 * i), line, fill="black", font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_the_default_reader_is_ppocrv6_small_on_onnx_runtime_whatever_the_engine(work_dir: Path) -> None:
+    """configs/OCR.yaml reads with PP-OCRv6 small (PaddlePaddle's ONNX exports, embedded and
+    pinned): on either engine it runs on ONNX Runtime and says so; English words kept apart,
+    Chinese read exactly."""
+    shipped = shipped_config(work_dir, "OCR", {"instances_per_device": 1})
+    expected = reference("page_region.jpg")["rec_texts"]
+    for flags in ([], ["--use_hpip"]):
+        server = start_server(shipped, work_dir, *flags)
+        try:
+            logs = server.logs()
+            for model in ("PP-OCRv6_small_det", "PP-OCRv6_small_rec"):
+                assert f"loaded {model} on cpu with onnxruntime" in logs
+            if not flags:
+                assert "PP-OCRv6_small_rec exists only as inference.onnx; it runs on ONNX Runtime" in logs
+            payload = {"file": b64_file(DATA / "page_region.jpg"), "useTextlineOrientation": False}
+            texts = result(post(server, "/ocr", payload))["ocrResults"][0]["prunedResult"]["rec_texts"]
+            assert similarity(texts, expected) > 0.9 and any(" " in line for line in texts), texts
+            chinese = {"file": b64(chinese_lines()), "useTextlineOrientation": False}
+            read = result(post(server, "/ocr", chinese))["ocrResults"][0]["prunedResult"]["rec_texts"]
+            same = lambda lines: [unicodedata.normalize("NFKC", line) for line in lines]  # noqa: E731
+            assert same(read) == same(CHINESE), read  # full-width punctuation as its ASCII twin
+        finally:
+            stop_and_check_clean(server)
+
+
 @pytest.mark.slow
 def test_ppocrv5_config_reads_on_both_engines(work_dir: Path) -> None:
-    """The shipped OCR config reads with PP-OCRv5, as PaddleX's default does: PaddleX's own v5
+    """The shipped OCR_PP-OCRv5 config reads with PP-OCRv5: PaddleX's own v5
     exports, which the default engine runs on ONNX Runtime on CPU (named so: Paddle's oneDNN
     cannot run the detector, a PIR program, and runs the recognizer slower), and with
     --use_hpip. The same detector under another name (a user's own export) starts on Paddle,
@@ -418,8 +463,8 @@ def test_ppocrv5_config_reads_on_both_engines(work_dir: Path) -> None:
     from pxserve.shared.pipelines import get_pipeline
 
     expected = reference("page_region.jpg")["rec_texts"]
-    shipped = shipped_config(work_dir, "OCR", {"instances_per_device": 1})
-    detector = prepare_model(get_pipeline(load_pipeline_config("OCR")), "TextDetection").path
+    shipped = shipped_config(work_dir, "OCR_PP-OCRv5", {"instances_per_device": 1})
+    detector = prepare_model(get_pipeline(load_pipeline_config("OCR_PP-OCRv5")), "TextDetection").path
     own = Path(shutil.copytree(detector, work_dir / "my-v5-det", dirs_exist_ok=True))
     spec = yaml.safe_load((own / "inference.yml").read_text())
     spec["Global"]["model_name"] = "MyTextDetector"

@@ -156,7 +156,7 @@ def test_prepare_all_builds_every_shipped_pipelines_embedded_models(tmp_path: Pa
     assert {
         "EfficientNet-Lite0", "PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec", "PP-OCRv5_mobile_det",
         "PP-OCRv5_mobile_rec", "SLANet_plus", "PicoDet_LCNet_x1_0_layout_cdla", "PP-LCNet_x1_0_doc_ori",
-        "PP-OCRv4_mobile_seal_det",
+        "PP-OCRv4_mobile_seal_det", "PP-OCRv6_small_det", "PP-OCRv6_small_rec",
     } <= built  # fmt: skip
 
 

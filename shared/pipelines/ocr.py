@@ -1,10 +1,10 @@
 """PaddleX's OCR pipeline, served at ``POST /ocr`` as PaddleX does.
 
 Models (SubModules): TextDetection, TextRecognition and, when configured,
-TextLineOrientation. The embedded defaults are PaddleOCR's PP-OCRv4 mobile
-detector and recognizer and its mobile line orientation classifier (see
-workers/ocr_models.py; PP-OCRv5 mobile and the seal detector are embedded
-too, see workers/doc_models.py). ``SubPipelines.DocPreprocessor`` turns
+TextLineOrientation. The embedded default reader is PaddleOCR's PP-OCRv6
+small (configs/OCR.yaml; PP-OCRv5 mobile, PP-OCRv6 small and the seal
+detector: workers/doc_models.py); PP-OCRv4 mobile and the mobile line
+orientation classifier: workers/ocr_models.py. ``SubPipelines.DocPreprocessor`` turns
 pages upright first when asked; ``text_type: seal`` reads curved text
 (polygons, straightened). Request: ``file`` (Base64 or URL) and ``fileType``
 (0 PDF, 1 image, or left out: told apart by the bytes), the stage switches
@@ -115,6 +115,8 @@ class Ocr(Pipeline):
         "PP-OCRv4_mobile_seal_det": "pxserve.workers.doc_models",
         "PP-OCRv5_mobile_det": "pxserve.workers.doc_models",
         "PP-OCRv5_mobile_rec": "pxserve.workers.doc_models",
+        "PP-OCRv6_small_det": "pxserve.workers.doc_models",
+        "PP-OCRv6_small_rec": "pxserve.workers.doc_models",
     }
 
     def model_keys(self) -> list[str]:
