@@ -79,11 +79,12 @@ def check_image(data: bytes, limits: ServingSettings, field: str = "image") -> I
     width, height = header.width, header.height
     if width < 1 or height < 1:
         raise invalid(field, f"the image is {width}x{height}")
-    if width * height > limits.max_pixels:
+    if width * height > limits.max_pixels:  # PaddleX 3.7's status and words, with this server's limit
         raise RequestError(
-            413,
-            f"{field}: {width}x{height} is {width * height / 1e6:.1f} MP, over the limit of "
-            f"{limits.max_pixels / 1e6:g} MP",
+            422,
+            f"Image pixel count {width * height} (width={width}, height={height}) exceeds maximum allowed "
+            f"{limits.max_pixels}. ({field}: {width * height / 1e6:.1f} MP, over this server's limit of "
+            f"{limits.max_pixels / 1e6:g} MP, Serving.max_pixels)",
         )
     if max(width, height) > limits.max_side:
         raise RequestError(
@@ -92,6 +93,21 @@ def check_image(data: bytes, limits: ServingSettings, field: str = "image") -> I
     if max(width, height) / min(width, height) > limits.max_aspect_ratio:
         raise invalid(field, f"{width}x{height} is more elongated than {limits.max_aspect_ratio:g}:1")
     return header
+
+
+def has_several_frames(data: bytes) -> bool:
+    """Whether a TIFF has a second frame: then it is read page by page, as PaddleX 3.7 does
+    (workers/tiff_pages.py); only the second frame's directory is read here."""
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.seek(1)
+        return True
+    except Exception:  # EOFError: one frame; anything else: read as the one image it starts with
+        return False
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
 class ImageLoader:
@@ -117,7 +133,8 @@ class ImageLoader:
         self, value: str, file_type: int | None, field: str = "file"
     ) -> tuple[bytes, bool]:
         """An image or PDF field (PaddleX's ``file`` + ``fileType``): its bytes, and whether
-        it is a PDF. ``fileType`` None: told apart by the bytes (or a URL's ``.pdf``)."""
+        it is read page by page: a PDF, or (PaddleX 3.7) a TIFF of several frames. ``fileType``
+        None: told apart by the bytes (or a URL's ``.pdf``)."""
         data = await self.read(value, field)
         is_pdf = PDF_MAGIC in data[:1024]
         if file_type is None:
@@ -126,7 +143,8 @@ class ImageLoader:
         if file_type == 1:
             if is_pdf:
                 raise invalid(field, "fileType is 1 (image) but the file is a PDF; send fileType 0")
-            check_image(data, self.limits, field)
+            header = check_image(data, self.limits, field)
+            return data, header.format == "TIFF" and has_several_frames(data)
         elif not is_pdf:
             raise invalid(field, "fileType is 0 (PDF) but the file is not a PDF (no %PDF- header)")
-        return data, file_type == 0
+        return data, True

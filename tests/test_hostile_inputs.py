@@ -87,7 +87,12 @@ def test_odd_but_valid_images_get_a_result(server: Server, name: str) -> None:
 
 
 REFUSED = [
-    ("decompression bomb", {"image": b64(png_header_only(30000, 30000))}, 413, r"900.0 MP, over the limit"),
+    (
+        "decompression bomb",
+        {"image": b64(png_header_only(30000, 30000))},
+        422,
+        r"^Image pixel count 900000000 \(width=30000, height=30000\) exceeds maximum allowed 4000000\.",
+    ),
     ("side over the limit", {"image": b64(png_header_only(3500, 1000))}, 413, r"side over the limit of 3000"),
     (
         "too elongated",
@@ -282,3 +287,21 @@ def test_mutated_pdfs_open_and_render_or_fail_cleanly(flips: list, cut: int) -> 
 
 
 _SEED_PDF = _seed_pdf()
+
+
+def test_pdf_pages_render_at_scale_2_or_smaller_and_only_a_page_too_large_even_at_01_is_refused() -> None:
+    """PaddleX 3.7: a page too large at scale 2 is rendered smaller, down to scale 0.1."""
+    from pxserve.workers import pdf_pages as pdf
+
+    limits = pdf.PageLimits(max_pixels=4_000_000, max_side=4000)
+    assert pdf.render_scale(595, 842, limits) == 2.0  # A4
+    for width_pt, height_pt in ((14400, 14400), (14400, 200), (5000, 7000)):
+        scale = pdf.render_scale(width_pt, height_pt, limits)
+        width, height = pdf.check_page_size(1, width_pt, height_pt, limits)
+        assert 0.1 <= scale < 2 and (width, height) == pdf.rendered_size(width_pt, height_pt, scale)
+        assert width * height <= limits.max_pixels and max(width, height) <= limits.max_side
+        assert width * height > 0.99 * limits.max_pixels or max(width, height) > 0.99 * limits.max_side
+    with pytest.raises(pdf.PdfError) as refused:
+        pdf.check_page_size(3, 14400, 14400, pdf.PageLimits(max_pixels=1_000_000, max_side=4000))
+    assert refused.value.status == 422
+    assert str(refused.value).startswith("Page 3: Image pixel count 2073600 (width=1440, height=1440)")

@@ -1,4 +1,5 @@
-"""PDF pages as images, rendered in workers at PaddleX's scale (2: 144 dpi).
+"""PDF pages as images, rendered in workers at PaddleX's scale (2: 144 dpi); a multi-page
+TIFF's frames as pages the same way (workers/tiff_pages.py).
 
 A building block for every pipeline that takes PDFs: :func:`fan_out_pages`
 checks a whole file and fans it out as one task per page (each runs on the
@@ -26,8 +27,12 @@ from pydantic import BaseModel
 from pxserve.shared.errors import RequestError
 from pxserve.shared.messages import PARENT_PAYLOAD, DocumentPages, FanOut, Outcome, Task
 from pxserve.shared.stages import StageTable
+from pxserve.workers import tiff_pages
 
 RENDER_SCALE = 2.0  # PaddleX renders PDF pages at scale 2 (72 dpi -> 144 dpi)
+# A page too large for the limits at scale 2 is rendered smaller, as PaddleX 3.7 does, down to
+# this scale (its PADDLE_PDX_PDF_MIN_RENDER_SCALE); below it the page is refused.
+MIN_RENDER_SCALE = 0.1
 POINTS_PER_INCH = 72.0
 
 
@@ -67,7 +72,8 @@ def page_count(document, max_pages: int) -> int:
 
 
 def render_page(document, index: int, limits: PageLimits) -> np.ndarray:
-    """One page as a BGR uint8 array at PaddleX's scale, after checking its size."""
+    """One page as a BGR uint8 array at PaddleX's scale (smaller for a page too large for the
+    limits: :func:`render_scale`), after checking its size."""
     import pypdfium2
 
     try:
@@ -76,8 +82,9 @@ def render_page(document, index: int, limits: PageLimits) -> np.ndarray:
         raise PdfError(422, f"file: page {index + 1} of the PDF cannot be read ({exc})") from None
     try:
         check_page_size(index + 1, *page.get_size(), limits)
+        scale = render_scale(*page.get_size(), limits)
         try:
-            bitmap = page.render(scale=RENDER_SCALE)
+            bitmap = page.render(scale=scale)
         except pypdfium2.PdfiumError as exc:
             raise PdfError(422, f"file: page {index + 1} cannot be rendered ({exc})") from None
         pixels = bitmap.to_numpy()
@@ -89,7 +96,10 @@ def render_page(document, index: int, limits: PageLimits) -> np.ndarray:
 
 
 def render_one(data: bytes | memoryview, index: int, limits: PageLimits) -> np.ndarray:
-    """Page ``index`` of the PDF in ``data``, rendered (a ``page`` stage's whole job)."""
+    """Page ``index`` of the PDF in ``data``, rendered (a ``page`` stage's whole job); of a
+    multi-page TIFF, its frame."""
+    if tiff_pages.is_tiff(data):
+        return tiff_pages.read_frame(data, index, limits.max_pixels, limits.max_side)
     document = open_pdf(data)
     try:
         return render_page(document, index, limits)
@@ -98,19 +108,38 @@ def render_one(data: bytes | memoryview, index: int, limits: PageLimits) -> np.n
 
 
 def check_page_size(number: int, width_pt: float, height_pt: float, limits: PageLimits) -> tuple[int, int]:
-    """The page's rendered size, or PdfError when it has none or would exceed the limits."""
-    width, height = rendered_size(width_pt, height_pt)
-    if width < 1 or height < 1:
+    """The page's rendered size (at :func:`render_scale`), or PdfError when it has no area or is
+    too large for the limits even at ``MIN_RENDER_SCALE``."""
+    if not (width_pt > 0 and height_pt > 0 and math.isfinite(width_pt * height_pt)):
         raise PdfError(422, f"file: page {number} has no area ({width_pt:g} x {height_pt:g} pt)")
+    width, height = rendered_size(width_pt, height_pt, render_scale(width_pt, height_pt, limits))
     if width * height > limits.max_pixels or max(width, height) > limits.max_side:
         raise PdfError(
-            413,
-            f"file: page {number} is {width_pt / POINTS_PER_INCH:.1f} x {height_pt / POINTS_PER_INCH:.1f} in;"
-            f" rendered at {RENDER_SCALE * POINTS_PER_INCH:g} dpi (as PaddleX does) it would be "
-            f"{width}x{height} px, over the limit of {limits.max_pixels / 1e6:g} MP or {limits.max_side} px "
-            "a side",
+            422,
+            f"Page {number}: Image pixel count {width * height} (width={width}, height={height}) exceeds "
+            f"maximum allowed {limits.max_pixels}. The page is {width_pt / POINTS_PER_INCH:.1f} x "
+            f"{height_pt / POINTS_PER_INCH:.1f} in, too large even at "
+            f"{MIN_RENDER_SCALE * POINTS_PER_INCH:g} dpi "
+            f"(the limits: {limits.max_pixels} pixels, {limits.max_side} px a side)",
         )
     return width, height
+
+
+def render_scale(width_pt: float, height_pt: float, limits: PageLimits) -> float:
+    """PaddleX's scale 2, or the largest smaller one at which the page fits the limits (never
+    below ``MIN_RENDER_SCALE``: a page that does not fit there fails :func:`check_page_size`)."""
+    fits = min(
+        math.sqrt(limits.max_pixels / (width_pt * height_pt)), limits.max_side / max(width_pt, height_pt)
+    )
+    if fits >= RENDER_SCALE:
+        return RENDER_SCALE
+    scale = max(fits, MIN_RENDER_SCALE)
+    while scale > MIN_RENDER_SCALE:  # pdfium rounds up: step down until the rounded size fits too
+        width, height = rendered_size(width_pt, height_pt, scale)
+        if width * height <= limits.max_pixels and max(width, height) <= limits.max_side:
+            break
+        scale = max(scale * 0.999, MIN_RENDER_SCALE)
+    return scale
 
 
 def page_sizes(document, count: int, limits: PageLimits, strict: bool = True) -> list[tuple[int, int] | None]:
@@ -138,9 +167,9 @@ def page_sizes(document, count: int, limits: PageLimits, strict: bool = True) ->
     return sizes
 
 
-def rendered_size(width_pt: float, height_pt: float) -> tuple[int, int]:
-    """Pixels pdfium renders a page of this size into at ``RENDER_SCALE`` (it rounds up)."""
-    return math.ceil(width_pt * RENDER_SCALE), math.ceil(height_pt * RENDER_SCALE)
+def rendered_size(width_pt: float, height_pt: float, scale: float = RENDER_SCALE) -> tuple[int, int]:
+    """Pixels pdfium renders a page of this size into at ``scale`` (it rounds up)."""
+    return math.ceil(width_pt * scale), math.ceil(height_pt * scale)
 
 
 def fan_out_pages(
@@ -161,17 +190,39 @@ def fan_out_pages(
     comes, after the pages before it were sent; otherwise every page is
     checked before any is rendered.
     """
-    document = open_pdf(task.image)
-    try:
-        in_file = len(document)
-        count = page_count(document, limits.max_stream_pages if task.streamed else max_pages)
-        sizes = page_sizes(document, count, limits, strict=not task.streamed)
-    finally:
-        document.close()
+    wanted = limits.max_stream_pages if task.streamed else max_pages
+    if tiff_pages.is_tiff(task.image):
+        sizes, in_file, kind = *_tiff_sizes(task.image, wanted, limits, strict=not task.streamed), "tiff"
+        count = len(sizes)
+    else:
+        document = open_pdf(task.image)
+        try:
+            in_file, kind = len(document), "pdf"
+            count = page_count(document, wanted)
+            sizes = page_sizes(document, count, limits, strict=not task.streamed)
+        finally:
+            document.close()
     pages = [{"width": size[0], "height": size[1]} if size else None for size in sizes]
-    info = {"numPages": count, "pages": pages, "type": "pdf"}
+    info = {"numPages": count, "pages": pages, "type": kind}
     plan = FanOut([page_task(i) for i in range(count)], document_task(info), DocumentPages(info, in_file))
     return Outcome.fan_out(task.request_id, plan)
+
+
+def _tiff_sizes(
+    data: bytes | memoryview, count: int, limits: PageLimits, strict: bool
+) -> tuple[list[tuple[int, int] | None], int]:
+    """:func:`page_sizes` for a multi-page TIFF's frames, and the frames in the file."""
+    frames, in_file = tiff_pages.frame_sizes(data, count)
+    sizes: list[tuple[int, int] | None] = []
+    for number, (width, height) in enumerate(frames, 1):
+        try:
+            tiff_pages.check_frame_size(number, width, height, limits.max_pixels, limits.max_side)
+            sizes.append((width, height))
+        except tiff_pages.TiffError:
+            if strict:
+                raise
+            sizes.append(None)
+    return sizes, in_file
 
 
 class DocumentParams(BaseModel):
