@@ -222,6 +222,44 @@ def test_request_fields_are_honoured(structure: Server) -> None:
         assert post(structure, ROUTE, {"file": page, **bad}).status_code == 422, bad
 
 
+def test_paddlex_37_word_export_and_markdown_without_images(structure: Server) -> None:
+    """outputFormats ["docx"]: each page as a Word file (read back with python-docx: headings
+    at their level, paragraphs, the table as a Word table, the figure as a picture);
+    returnMarkdownImages false: no markdown.images; any other format a 422."""
+    import docx
+
+    fields = {"outputFormats": ["docx"], "returnMarkdownImages": False}
+    pages = result(post(structure, ROUTE, {"file": pdf_b64("article_one_column"), **fields}, timeout=300))
+    headings, texts, tables, pictures = [], [], [], 0
+    for number, entry in enumerate(pages["layoutParsingResults"], 1):
+        assert "images" not in entry["markdown"]
+        export = entry["exports"]["docx"]
+        assert export["fileName"] == f"page_{number}.docx"
+        document = docx.Document(io.BytesIO(base64.b64decode(export["content"])))
+        for paragraph in document.paragraphs:
+            style = paragraph.style.name
+            if style == "Title" or style.startswith("Heading"):
+                level = 1 if style == "Title" else int(style.split()[-1]) + 1
+                headings.append(f"{'#' * level} {paragraph.text}")
+            elif paragraph.text:
+                texts.append(paragraph.text)
+        tables += [[[cell.text for cell in row.cells] for row in table.rows] for table in document.tables]
+        pictures += len(document.inline_shapes)
+    assert headings == HEADINGS
+    for paragraph in expected_paragraphs(False):
+        assert min(cer(text, paragraph) for text in texts) <= MAX_CER, paragraph
+    # The figure and the equation (no formula model: a picture), as in the Markdown, which still
+    # names them without carrying them.
+    markdown = "".join(entry["markdown"]["text"] for entry in pages["layoutParsingResults"])
+    assert tables == [truth.TABLE] and pictures == markdown.count('<img src="imgs/') == 2
+    wrong = post(structure, ROUTE, {"file": pdf_b64("article_one_column"), "outputFormats": ["pdf"]})
+    assert wrong.status_code == 422 and "outputFormats" in wrong.json()["errorMsg"], wrong.text
+    blank = {"file": base64.b64encode(pdfs.blank()).decode(), "outputFormats": ["docx"]}
+    (empty,) = result(post(structure, ROUTE, blank))["layoutParsingResults"]
+    document = docx.Document(io.BytesIO(base64.b64decode(empty["exports"]["docx"]["content"])))
+    assert [p.text for p in document.paragraphs if p.text] == [] and empty["markdown"]["images"] == {}
+
+
 def test_bad_and_odd_pages(structure: Server) -> None:
     """A blank page (empty Markdown), a page that is one photograph, a page of 500 tiny
     words, unreadable files: answers, never a 500, and the server serves on."""

@@ -114,6 +114,10 @@ class LayoutParsingRequest(FileRequest, TextDetectionFields, SealDetectionFields
     markdownIgnoreLabels: list[str] | None = Field(default=None, max_length=64)
     prettifyMarkdown: StrictBool = True
     showFormulaNumber: StrictBool = False
+    # PaddleX 3.7: false leaves the pictures out (no markdown.images); outputFormats ["docx"]
+    # adds each page as a Word file (exports.docx).
+    returnMarkdownImages: StrictBool = True
+    outputFormats: list[Literal["docx"]] | None = Field(default=None, max_length=1)
 
 
 class StructureParams(BaseModel):
@@ -137,6 +141,8 @@ class StructureParams(BaseModel):
     markdown_ignore_labels: list[str] | None = None
     prettify: bool = True
     show_formula_number: bool = False
+    markdown_images: bool = True
+    docx: bool = False
     visualize: bool | None = None
     max_pages: int | None = None
     page: int | None = None
@@ -167,9 +173,16 @@ class StructurePrunedResult(BaseModel):
 
 class PageMarkdown(BaseModel):
     text: str
-    images: dict[str, str] = Field(description="Relative path in text -> Base64 JPEG")
+    images: dict[str, str] | None = Field(
+        default=None, description="Path in text -> Base64 JPEG; absent if returnMarkdownImages is false"
+    )
     isStart: bool = Field(description="Whether the page begins with the start of a paragraph")
     isEnd: bool = Field(description="Whether the page ends with the end of a paragraph")
+
+
+class ExportedFile(BaseModel):
+    content: str = Field(description="Base64 of the file")
+    fileName: str
 
 
 class StructurePageResult(BaseModel):
@@ -177,6 +190,9 @@ class StructurePageResult(BaseModel):
     markdown: PageMarkdown
     outputImages: dict[str, str] | None = Field(description="Base64 JPEGs by name, when visualize is on")
     inputImage: str | None
+    exports: dict[str, ExportedFile] | None = Field(
+        default=None, description='The page in each of outputFormats ("docx": a Word file); absent if none'
+    )
 
 
 class LayoutParsingResult(BaseModel):
@@ -264,6 +280,8 @@ class PPStructureV3(Pipeline):
             markdown_ignore_labels=request.markdownIgnoreLabels,
             prettify=request.prettifyMarkdown,
             show_formula_number=request.showFormulaNumber,
+            markdown_images=request.returnMarkdownImages,
+            docx="docx" in (request.outputFormats or []),
             visualize=request.visualize,
             max_pages=self.max_pdf_pages if is_pdf else None,
         )

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ from pxserve.workers.ocr.runner import STAGES as OCR_STAGES
 from pxserve.workers.ocr.runner import OcrRunner
 from pxserve.workers.page_images import decode_bgr, encode_jpeg, encode_png
 from pxserve.workers.structure.blocks import PICTURES, Block, pp_label
+from pxserve.workers.structure.docx_export import page_docx
 from pxserve.workers.structure.markdown import (
     TITLES,
     MarkdownOptions,
@@ -78,6 +80,9 @@ class AssembleParams(BaseModel):
     markdown_ignore_labels: list[str] = list(IGNORED_IN_MARKDOWN)
     prettify: bool = True
     show_formula_number: bool = False
+    markdown_images: bool = True  # False: markdown has no images (PaddleX 3.7's returnMarkdownImages)
+    docx: bool = False  # the page as a Word file too (outputFormats: ["docx"])
+    page: int | None = None  # which page of a PDF (for the export's file name)
     visualize: bool = False
     data_info: dict[str, Any] | None = None  # set for a whole-image request
     # [GeneralOCR's result, each table's structure, each seal's OCR, the titles read whole (if any)]
@@ -146,8 +151,9 @@ class StructureRunner(DocumentRunner):
         wanted = {"table": self._pick(params, "tables"), "seal": self._pick(params, "seals")}
         tables = [i for i, label in enumerate(labels) if label == "table" and wanted["table"]]
         seals = [i for i, label in enumerate(labels) if label == "seal" and wanted["seal"]]
+        crops = params.markdown_images or params.docx  # "": the picture's place, with no crop made
         pictures = {  # a table not read is shown as a picture
-            i: _picture(page.image, box["coordinate"])
+            i: _picture(page.image, box["coordinate"]) if crops else ""
             for i, (box, label) in enumerate(zip(boxes, labels, strict=True))
             if (label in PICTURES or (label == "table" and i not in tables)) and _area(box["coordinate"]) > 0
         }
@@ -206,6 +212,9 @@ class StructureRunner(DocumentRunner):
             markdown_ignore_labels=_either(params.markdown_ignore_labels, self.ignored_labels),
             prettify=params.prettify,
             show_formula_number=params.show_formula_number,
+            markdown_images=params.markdown_images,
+            docx=params.docx,
+            page=params.page,
             visualize=visualize_on,
             data_info=page.data_info,
         )
@@ -277,12 +286,10 @@ class StructureRunner(DocumentRunner):
         pruned["table_res_list"] = table_res_list
         pruned["seal_res_list"] = seal_res_list
         pruned["formula_res_list"] = []
-        markdown = {
-            "text": text,
-            "images": {path: b64 for path, b64 in images.items() if path in used},
-            "isStart": starts,
-            "isEnd": ends,
-        }
+        markdown: dict[str, Any] = {"text": text}
+        if params.markdown_images:
+            markdown["images"] = {path: b64 for path, b64 in images.items() if path in used}
+        markdown.update(isStart=starts, isEnd=ends)
         output_images: dict[str, str] | None = None
         input_image = None
         if params.visualize and len(task.image):
@@ -295,6 +302,10 @@ class StructureRunner(DocumentRunner):
             "outputImages": output_images,
             "inputImage": input_image,
         }
+        if params.docx:
+            name = "image.docx" if params.page is None else f"page_{params.page + 1}.docx"
+            content = base64.b64encode(page_docx(ordered, pictures, width, options)).decode("ascii")
+            entry["exports"] = {"docx": {"content": content, "fileName": name}}
         return self.wrap(entry, params.data_info)
 
 
