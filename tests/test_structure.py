@@ -25,6 +25,7 @@ import pypdfium2
 import pytest
 import requests
 import structure_docs as truth
+import text_layers
 from conftest import Server, image_b64, start_server, stop_and_check_clean
 from PIL import Image
 from rapidfuzz.distance import Levenshtein
@@ -93,13 +94,19 @@ def expected_paragraphs(two_columns: bool) -> list[str]:
     return [b.text for b in truth.article(two_columns) if b.kind == "text"]
 
 
-@pytest.mark.parametrize("name", ["article_one_column", "article_two_columns"])
-def test_a_typeset_article_becomes_one_markdown_document(structure: Server, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "own_text"),
+    [("article_one_column", True), ("article_two_columns", True), ("article_two_columns", False)],
+)
+def test_a_typeset_article_becomes_one_markdown_document(
+    structure: Server, name: str, own_text: bool
+) -> None:
     """The whole PDF as Markdown (Accept: text/markdown): text, order, headings, table,
-    figure and caption; footnote and page numbers left out."""
+    figure and caption; footnote and page numbers left out. From the PDF's own text (the
+    default), and read by OCR as PaddleX does (usePdfTextLayer false)."""
     response = requests.post(
         f"{structure.url}{ROUTE}",
-        json={"file": pdf_b64(name)},
+        json={"file": pdf_b64(name), "usePdfTextLayer": own_text},
         headers={"Accept": "text/markdown"},
         timeout=300,
     )
@@ -339,3 +346,86 @@ def test_a_paddlex_layout_export_brings_its_own_labels_and_per_class_settings(wo
         assert entry["markdown"]["text"].startswith("## ")  # the page read as one title
     finally:
         stop_and_check_clean(server)
+
+
+# -- a PDF's own text (pxserve's extension) -------------------------------------------------------
+def layer_pages(structure: Server, data: bytes, **fields: Any) -> list[dict[str, Any]]:
+    payload = {"file": base64.b64encode(data).decode(), **fields}
+    return result(post(structure, ROUTE, payload, timeout=300))["layoutParsingResults"]
+
+
+def used(entry: dict[str, Any]) -> dict[str, Any]:
+    return entry["prunedResult"]["text_layer_res"]
+
+
+def test_a_pdfs_own_text_is_read_exactly_with_headings_from_its_fonts(structure: Server) -> None:
+    """A typed page: every word from the layer (exact), headings at the level their font size
+    says (no numbering to go by), a bold run-in heading made a heading, scores of 1."""
+    (entry,) = layer_pages(structure, text_layers.typed())
+    assert used(entry) == {"used": True, "reason": "", "ocr_regions": 0}
+    assert entry["prunedResult"]["model_settings"]["use_pdf_text_layer"] is True
+    markdown = entry["markdown"]["text"]
+    assert [p for p in paragraphs(markdown) if p.startswith("#")] == [
+        f"# {text_layers.TITLE}",
+        f"## {text_layers.SECTION}",
+        f"#### {text_layers.RUN_IN}",
+        f"### {text_layers.SUBSECTION}",
+    ], markdown
+    found = paragraphs(markdown)
+    for expected in text_layers.truth_paragraphs():
+        assert min(cer(p, expected) for p in found) <= 0.002, (expected, markdown)
+    overall = entry["prunedResult"]["overall_ocr_res"]
+    assert set(overall["rec_scores"]) == {1.0} and "text_layer_fonts" not in overall
+    titles = [b for b in entry["prunedResult"]["parsing_res_list"] if b["block_label"] == "paragraph_title"]
+    assert text_layers.RUN_IN in [b["block_content"] for b in titles]
+    orders = [b["block_order"] for b in entry["prunedResult"]["parsing_res_list"] if b["block_order"]]
+    assert orders == list(range(1, len(orders) + 1))
+
+
+FIRST = " ".join(text_layers.PARAGRAPHS[0])
+LAST = " ".join(text_layers.CLEANING)
+LAYER_FALLBACKS = [  # the file, why its layer is not used, a paragraph OCR reads on the page as shown
+    ("scanned", "it has no text layer", FIRST),
+    ("invisible_over_scan", "invisible (a scanner's OCR layer", FIRST),
+    ("lying_map", "does not match what the page shows", FIRST),
+    ("unmapped", "no usable Unicode map", None),  # glyphs no font here draws: a blank page
+    ("off_the_page", "outside the page box", text_layers.CLEANING[-1]),  # the one line left on it
+]
+
+
+@pytest.mark.parametrize(("name", "reason", "shown"), LAYER_FALLBACKS, ids=[n for n, *_ in LAYER_FALLBACKS])
+def test_a_text_layer_that_cannot_be_trusted_falls_back_to_ocr(
+    structure: Server, name: str, reason: str, shown: str | None
+) -> None:
+    """Each page whose layer is not what it shows is read by OCR, and the answer says why."""
+    (entry,) = layer_pages(structure, getattr(text_layers, name)())
+    assert used(entry)["used"] is False and reason in used(entry)["reason"], used(entry)
+    assert entry["prunedResult"]["model_settings"]["use_pdf_text_layer"] is False
+    found = paragraphs(entry["markdown"]["text"])
+    if shown is None:
+        assert found == []
+    else:
+        assert min(cer(p, shown) for p in found) <= MAX_CER, found
+    assert "scanner guess" not in entry["markdown"]["text"]
+
+
+def test_pages_decide_for_themselves_and_pictures_of_text_are_read_by_ocr(structure: Server) -> None:
+    """A typed page then a scanned one: the first from its layer, the second by OCR; a typed page
+    with a picture of text pasted in: its layer, and OCR only for the picture's region; a
+    turned page and a request that asks for OCR: OCR; 2,000 tiny text objects: an answer."""
+    typed, scanned = layer_pages(structure, text_layers.mixed())
+    assert used(typed)["used"] is True and used(scanned)["reason"] == "it has no text layer"
+    second = " ".join(text_layers.PARAGRAPHS[1])
+    assert min(cer(p, second) for p in paragraphs(scanned["markdown"]["text"])) < MAX_CER
+    (pasted,) = layer_pages(structure, text_layers.with_picture_of_text())
+    assert used(pasted) == {"used": True, "reason": "", "ocr_regions": 1}
+    notes = " ".join(text_layers.PICTURE_TEXT)
+    assert min(cer(p, notes) for p in paragraphs(pasted["markdown"]["text"])) <= MAX_CER
+    (turned,) = layer_pages(structure, text_layers.typed(rotate=90))
+    assert "sideways" in used(turned)["reason"]
+    (asked,) = layer_pages(structure, text_layers.typed(), usePdfTextLayer=False)
+    assert used(asked) == {"used": False, "reason": "not asked for (usePdfTextLayer false)"}
+    assert f"{text_layers.SECTION}" in asked["markdown"]["text"]  # OCR read it
+    (tiny,) = layer_pages(structure, text_layers.tiny_objects())
+    assert used(tiny)["used"] is True and "w99" in json.dumps(tiny["prunedResult"]["overall_ocr_res"])
+    assert structure.process.poll() is None and len(structure.workers()) == 2

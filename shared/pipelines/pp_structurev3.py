@@ -117,6 +117,9 @@ class LayoutParsingRequest(FileRequest, TextDetectionFields, SealDetectionFields
     # PaddleX 3.7: false leaves the pictures out (no markdown.images); outputFormats ["docx"]
     # adds each page as a Word file (exports.docx).
     returnMarkdownImages: StrictBool = True
+    # pxserve's extension: a PDF page's own text instead of OCR where it can be trusted (default:
+    # the config's use_pdf_text_layer, on); false reads every page with OCR, as PaddleX does.
+    usePdfTextLayer: StrictBool | None = None
     outputFormats: list[Literal["docx"]] | None = Field(default=None, max_length=1)
 
 
@@ -143,6 +146,7 @@ class StructureParams(BaseModel):
     show_formula_number: bool = False
     markdown_images: bool = True
     docx: bool = False
+    text_layer: bool | None = None
     visualize: bool | None = None
     max_pages: int | None = None
     page: int | None = None
@@ -169,6 +173,11 @@ class StructurePrunedResult(BaseModel):
     table_res_list: list[dict[str, Any]] = Field(description="As /table-recognition's")
     seal_res_list: list[dict[str, Any]] = Field(description="One OCR result per seal")
     formula_res_list: list[dict[str, Any]] = Field(description="Always empty: no formula model is served")
+    text_layer_res: dict[str, Any] | None = Field(
+        default=None,
+        description="pxserve's: for a PDF page, whether its own text was read instead of OCR (used), "
+        "and if not, why (reason); ocr_regions: layout regions OCR read (pictures of text)",
+    )
 
 
 class PageMarkdown(BaseModel):
@@ -282,6 +291,7 @@ class PPStructureV3(Pipeline):
             show_formula_number=request.showFormulaNumber,
             markdown_images=request.returnMarkdownImages,
             docx="docx" in (request.outputFormats or []),
+            text_layer=request.usePdfTextLayer,
             visualize=request.visualize,
             max_pages=self.max_pdf_pages if is_pdf else None,
         )

@@ -330,6 +330,13 @@ class OcrRunner:
             for p, g in zip(pages, groups, strict=True)
         ]
 
+    def read_lines(self, crops: list[np.ndarray]) -> list[str]:
+        """In-process, for another pipeline: ``crops`` read as upright text lines (no detection,
+        no orientation), in their order."""
+        group = LineGroup(0, crops, list(range(len(crops))), False, self._widths(crops))
+        self._read([group])
+        return group.texts
+
     def warm_up(self) -> None:
         """Run the recognizer (and classifier) once on narrow and wide lines."""
         crops = [np.full((32, w, 3), 255, np.uint8) for w in (64, 320, 1200)]

@@ -72,6 +72,8 @@ class Line:
     box: Box
     text: str
     words: list[tuple[str, Box]] = field(default_factory=list)  # each word and its box, when known
+    size: float = 0.0  # font size in points, when the PDF's own text says (workers/pdf_text.py)
+    bold: list[bool] = field(default_factory=list)  # per word, likewise
 
     @property
     def height(self) -> float:
@@ -105,6 +107,7 @@ class Block:
     runs_on: bool = False  # its last row runs to the right edge: the paragraph may go on
     image: str = ""  # relative path of its picture, for PICTURES
     source: int = -1  # its index in the layout's boxes (-1: made from lines no region held)
+    level: int = 0  # a title's heading level from its font (0: from its numbering, title_level)
 
     @property
     def width(self) -> float:
@@ -129,6 +132,7 @@ def from_layout(
     ]  # fmt: skip
     words = ocr.get("text_word") or []
     regions = ocr.get("text_word_region") or []
+    fonts = ocr.get("text_layer_fonts") or []
     lines = []
     for i, (box, text) in enumerate(
         zip(ocr.get("rec_boxes") or [], ocr.get("rec_texts") or [], strict=False)
@@ -141,6 +145,8 @@ def from_layout(
                                   strict=False)
         ]  # fmt: skip
         line = Line(tuple(float(v) for v in box), str(text), boxed)  # type: ignore[arg-type]
+        if i < len(fonts):
+            line.size, line.bold = float(fonts[i][0]), [bool(b) for b in fonts[i][1]]
         lines += _split_across(line, blocks)
     orphans = _assign(lines, blocks)
     for group in _group(orphans):
@@ -178,7 +184,7 @@ def _split_across(line: Line, blocks: list[Block]) -> list[Line]:
     if len(pieces) < 2:
         return [line]
     return [
-        Line(union([box for _, box in words]), join_words([w for w, _ in words]), words)
+        Line(union([box for _, box in words]), join_words([w for w, _ in words]), words, line.size)
         for _, words in pieces
     ]
 
@@ -314,9 +320,12 @@ def _tell_apart(blocks: list[Block], width: int, height: int) -> None:
 
 
 def title_level(block: Block) -> int:
-    """Markdown heading level: 1 for the document's title, 2 + depth of a section's numbering."""
+    """Markdown heading level: 1 for the document's title, 2 + depth of a section's numbering,
+    else the level its font gave it (:func:`levels_from_fonts`), else 2."""
     if block.label == "doc_title":
         return 1
+    if block.level and not _numbered(block.content):
+        return block.level
     match = _numbered(block.content)
     return min(6, 1 + match.group(1).count(".") + 1) if match else 2
 
@@ -372,3 +381,120 @@ def _next_to(picture: list[float], caption: list[float]) -> bool:
     across = min(picture[2], caption[2]) - max(picture[0], caption[0])
     gap = max(caption[1] - picture[3], picture[1] - caption[3])
     return across > 0 and gap < 3 * (caption[3] - caption[1])
+
+
+# A title set this much larger than the page's running text is the document's title (#), this
+# much a section (##), this much a subsection (###); as large (bold) a level below. Ratios, so that
+# every page of a document gets the same levels whatever else it holds (LaTeX: 1.58, 1.31, 1.10).
+TITLE_RATIO, SECTION_RATIO, SUBSECTION_RATIO = 1.5, 1.25, 1.06
+MAX_RUN_IN_WORDS = 8
+
+
+def levels_from_fonts(blocks: list[Block]) -> dict[int, list[Block]]:
+    """Where the PDF's own text gave font sizes: each title's heading level from its size
+    against the running text's, and a bold run-in heading at the start of a paragraph
+    ("**Scope** This document ...") made a title of its own. Returns, by the ``id`` of each text
+    block that had one, the blocks that replace it (:func:`place_run_in_titles`)."""
+    running = [line for block in blocks if block.label == "text" for line in block.lines if line.size]
+    body = [line.size for line in running for _ in line.text]  # each character counts once
+    if not body:
+        return {}
+    body_size = median(body)
+    levels = []
+    for block in blocks:
+        sizes = [line.size for line in block.lines if line.size]
+        if block.label == "paragraph_title" and sizes:
+            ratio = max(sizes) / body_size
+            block.level = next(
+                (level for level, least in enumerate((TITLE_RATIO, SECTION_RATIO, SUBSECTION_RATIO), 1)
+                 if ratio >= least),
+                4,
+            )  # fmt: skip
+            levels.append(block.level)
+    run_in_level = min(6, max([2, *levels]) + 1)
+    replaced: dict[int, list[Block]] = {}
+    for block in blocks:
+        if block.label == "text" and block.lines and len(block.paragraphs) >= 1:
+            pieces = _split_run_in(block, run_in_level)
+            if len(pieces) > 1:
+                replaced[id(block)] = pieces
+    return replaced
+
+
+def _run_in(row: Row, last: bool) -> tuple[str, Box] | None:
+    """The bold heading a row starts with, and its box: bold words then plain ones on the row,
+    or a whole bold row that is not the block's last."""
+    first = min(row.lines, key=lambda line: line.box[0])
+    bold = first.bold[: len(first.words)]
+    count = next((i for i, b in enumerate(bold) if not b), len(bold))
+    if not 0 < count <= MAX_RUN_IN_WORDS or (count == len(bold) and (len(row.lines) > 1 or last)):
+        return None
+    words = first.words[:count]
+    return join_words([word for word, _ in words]), union([box for _, box in words])
+
+
+def _split_run_in(block: Block, level: int) -> list[Block]:
+    """``block`` cut at each paragraph that starts with a run-in heading: the text before, the
+    heading (a title), the text from there on."""
+    rows = rows_of(block.lines)
+    pieces: list[Block] = []
+    paragraphs = list(block.paragraphs)
+    current: list[str] = []
+    for index, row in enumerate(rows):
+        found = _run_in(row, index == len(rows) - 1)
+        start = row.text[:24].replace(" ", "")
+        number = next(
+            (i for i, p in enumerate(paragraphs) if p.replace(" ", "").startswith(start)), None
+        ) if found and start else None  # fmt: skip
+        if found is None or number is None:
+            continue
+        heading, box = found
+        rest = _without_prefix(paragraphs[number], heading)
+        if rest is None:
+            continue
+        current += paragraphs[:number]
+        if current:
+            pieces.append(_piece(block, current, indented=not pieces))
+        pieces.append(Block("paragraph_title", list(box), 1.0, content=heading, paragraphs=[heading],
+                            group=block.group, level=level))  # fmt: skip
+        current = [rest] if rest else []
+        paragraphs = paragraphs[number + 1 :]
+    if not pieces:
+        return [block]
+    current += paragraphs
+    if current:
+        pieces.append(_piece(block, current, runs_on=block.runs_on))
+    return pieces
+
+
+def _piece(block: Block, paragraphs: list[str], indented: bool = True, runs_on: bool = False) -> Block:
+    """Part of a text block cut at a run-in heading: these paragraphs, in its place."""
+    return Block(
+        "text", block.box, block.score, content="\n".join(paragraphs), paragraphs=paragraphs,
+        group=block.group, source=block.source, indented=indented, runs_on=runs_on,
+    )  # fmt: skip
+
+
+def _without_prefix(paragraph: str, heading: str) -> str | None:
+    """``paragraph`` without ``heading`` at its start (spaces aside), or None if it does not start so."""
+    squeezed = re.sub(r"\s+", "", heading)
+    taken = 0
+    for position, char in enumerate(paragraph):
+        if taken == len(squeezed):
+            return paragraph[position:].strip()
+        if char.isspace():
+            continue
+        if char != squeezed[taken]:
+            return None
+        taken += 1
+    return "" if taken == len(squeezed) else None
+
+
+def place_run_in_titles(ordered: list[Block], replaced: dict[int, list[Block]]) -> list[Block]:
+    """Each text block that had run-in headings replaced by its pieces, in its place."""
+    if not replaced:
+        return ordered
+    placed: list[Block] = []
+    for block in ordered:
+        placed += replaced.get(id(block), [block])
+    return placed

@@ -7,9 +7,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxserve.workers.structure.blocks import Block, from_layout
+from pxserve.workers.structure.blocks import Block, from_layout, levels_from_fonts, place_run_in_titles
 from pxserve.workers.structure.markdown import image_path
-from pxserve.workers.structure.reading_order import reading_order
+from pxserve.workers.structure.reading_order import number, reading_order
 
 
 @dataclass
@@ -28,6 +28,7 @@ class PageFindings:
 
 def read_page(found: PageFindings) -> list[Block]:
     blocks = from_layout(found.layout, found.ocr, found.size, dict(found.titles))
+    headed = levels_from_fonts(blocks)  # only where the PDF's own text gave the fonts
     by_source = {block.source: block for block in blocks if block.source >= 0}
     for index, content in found.contents.items():
         if index in by_source:
@@ -35,4 +36,5 @@ def read_page(found: PageFindings) -> list[Block]:
     for index in found.pictures:
         if index in by_source:
             by_source[index].image = image_path(by_source[index])
-    return reading_order(blocks, found.regions, found.ignored)
+    ordered = place_run_in_titles(reading_order(blocks, found.regions, found.ignored), headed)
+    return number(ordered, found.ignored) if headed else ordered

@@ -19,6 +19,10 @@
 from __future__ import annotations
 
 import base64
+import re
+import unicodedata
+from collections import OrderedDict
+from statistics import median
 from typing import Any
 
 import numpy as np
@@ -40,10 +44,11 @@ from pxserve.shared.pipelines.pp_structurev3 import (
 from pxserve.shared.pipelines.seal_recognition import OCR_PIPELINE as SEAL_OCR
 from pxserve.shared.stages import Stage, StageTable
 from pxserve.workers import layout as layouts
+from pxserve.workers import pdf_text, tiff_pages
 from pxserve.workers.document_pages import DocumentParams, DocumentRunner, Page
 from pxserve.workers.ocr import visualize
 from pxserve.workers.ocr.runner import STAGES as OCR_STAGES
-from pxserve.workers.ocr.runner import OcrRunner
+from pxserve.workers.ocr.runner import OcrRunner, Options
 from pxserve.workers.page_images import decode_bgr, encode_jpeg, encode_png
 from pxserve.workers.structure.blocks import PICTURES, Block, pp_label
 from pxserve.workers.structure.docx_export import page_docx
@@ -59,6 +64,11 @@ from pxserve.workers.tables.runner import StructureParams as TableStructureParam
 from pxserve.workers.tables.runner import table_result
 
 MAX_PICTURE_SIDE = 1600  # pictures in markdown.images are scaled down to this (JPEG)
+# Checking a PDF's own text against the page: this many of its longest lines read by OCR; a
+# median character error above this means the layer is not what the page shows.
+CHECKED_LINES = 3
+MAX_CHECK_ERROR = 0.35
+MAX_TRUSTED_FONTS = 256  # font sets a worker remembers as checked
 
 
 class AssembleParams(BaseModel):
@@ -80,6 +90,11 @@ class AssembleParams(BaseModel):
     markdown_ignore_labels: list[str] = list(IGNORED_IN_MARKDOWN)
     prettify: bool = True
     show_formula_number: bool = False
+    # The PDF page's own text as an OCR result (workers/pdf_text.py), when it was used; then
+    # children[0] is OCR's reading only if some regions needed it (ocr_regions, their boxes).
+    text_layer: dict[str, Any] | None = None
+    ocr_regions: list[list[float]] = []
+    text_layer_res: dict[str, Any] | None = None  # what the answer says of it
     markdown_images: bool = True  # False: markdown has no images (PaddleX 3.7's returnMarkdownImages)
     docx: bool = False  # the page as a Word file too (outputFormats: ["docx"])
     page: int | None = None  # which page of a PDF (for the export's file name)
@@ -105,7 +120,10 @@ class StructureRunner(DocumentRunner):
             "regions": bool(pipeline.setting("use_region_detection", False)) and self.regions is not None,
             "format_block_content": bool(pipeline.setting("format_block_content", False)),
             "cells_ocr": bool(pipeline.setting("use_ocr_results_with_table_cells", False)),
+            "text_layer": bool(pipeline.setting("use_pdf_text_layer", True)),
         }
+        # Fonts whose text a check by OCR found to be what the page shows (bounded, oldest out).
+        self.trusted_fonts: OrderedDict[frozenset[str], None] = OrderedDict()
         self.ignored_labels = list(pipeline.setting("markdown_ignore_labels", IGNORED_IN_MARKDOWN))
         self.ocr_stage = context.inside(OCR_PIPELINE).stage_name
         ocr = context.subs.get(OCR_PIPELINE)
@@ -164,7 +182,11 @@ class StructureRunner(DocumentRunner):
             word_box=True,
             visualize=params.visualize,
         )
-        if page.whole_file:
+        layer, layer_res, ocr_regions = self._text_layer(page, boxes, labels)
+        children: list[Task] = []
+        if layer is not None and not ocr_regions:
+            pass  # the page's own text: no OCR
+        elif page.whole_file:
             children = [OCR_STAGES["image"].task(ocr_params, PARENT_PAYLOAD, self.ocr_stage)]
         elif page.unchanged:  # a PDF page as rendered: the OCR renders it again from the file
             page_params = ocr_params.model_copy(update={"page": params.page})
@@ -184,7 +206,7 @@ class StructureRunner(DocumentRunner):
             children.append(OCR_STAGES["image"].task(seal_params, encode_png(crop), self.seal_stage))
         # Titles are read again whole: the detector may leave out a section number set apart.
         titles = [i for i, label in enumerate(labels) if label in TITLES]
-        if titles and self.ocr is not None:
+        if titles and self.ocr is not None and layer is None:
             crops = [_crop(page.image, boxes[i]["coordinate"], pad=4) for i in titles]
             children.append(self.ocr.lines_task(crops))
         else:
@@ -198,8 +220,12 @@ class StructureRunner(DocumentRunner):
             seals=seals,
             titles=titles,
             pictures=pictures,
+            text_layer=layer,
+            ocr_regions=[boxes[i]["coordinate"] for i in ocr_regions],
+            text_layer_res=layer_res,
             model_settings={
                 "use_doc_preprocessor": page.doc is not None,
+                "use_pdf_text_layer": layer is not None,
                 "use_seal_recognition": self._pick(params, "seals"),
                 "use_table_recognition": self._pick(params, "tables"),
                 "use_formula_recognition": False,
@@ -219,22 +245,89 @@ class StructureRunner(DocumentRunner):
             data_info=page.data_info,
         )
         source = encode_jpeg(page.image) if visualize_on else b""
+        if not children:  # nothing to wait for: the page is put together here
+            assembled = self.assemble(page.slot, Task(page.task.request_id, {}, source), then)
+            return Outcome.success(page.task.request_id, assembled)
         plan = FanOut(children, STAGES["assemble"].task(then, source, self.stage_name))
         return Outcome.fan_out(page.task.request_id, plan)
 
+    # -- a PDF page's own text ---------------------------------------------------------
+    def _text_layer(
+        self, page: Page, boxes: list[dict[str, Any]], labels: list[str]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[int]]:
+        """(the page's own text as an OCR result, or None for OCR; what the answer says of it;
+        the layout regions OCR must still read, pictures of text on the page)."""
+        params: StructureParams = page.params
+        if params.page is None or page.data_info is not None or tiff_pages.is_tiff(page.task.image):
+            return None, None, []  # an image: nothing but pixels
+        if not self._pick(params, "text_layer"):
+            return None, {"used": False, "reason": "not asked for (usePdfTextLayer false)"}, []
+        if not page.unchanged:
+            return None, {"used": False, "reason": "the page was turned upright first"}, []
+        height, width = page.image.shape[:2]
+        text = pdf_text.read_page_text(page.task.image, params.page, (width, height))
+        if text.usable:
+            text.reason = self._check_by_ocr(text, page.image)
+        if not text.usable:
+            return None, {"used": False, "reason": text.reason or "it has no text layer"}, []
+        regions = [b["coordinate"] for b in boxes]
+        tables = [regions[i] for i, label in enumerate(labels) if label == "table"]
+        text.lines = pdf_text.split_in_regions(text.lines, tables, text.scale)
+        read_apart = PICTURES | {"table", "seal"}  # pictures, and regions their own models read
+        readable = [i for i, label in enumerate(labels) if label not in read_apart]
+        need = pdf_text.regions_without_text(text, [regions[i] for i in readable])
+        ocr_regions = [readable[i] for i in need]
+        ocr = Options.of(OcrParams(det=params.det), self.ocr.defaults) if self.ocr is not None else None
+        det = ocr.det.as_result() if ocr is not None else {}
+        answer = {"used": True, "reason": "", "ocr_regions": len(ocr_regions)}
+        return pdf_text.as_ocr_result(text.lines, det), answer, ocr_regions
+
+    def _check_by_ocr(self, text: pdf_text.PageText, image: np.ndarray) -> str:
+        """ "" when the layer reads as the page shows: a few of its longest lines read by OCR
+        (skipped for fonts checked before on this worker); else why not."""
+        if self.ocr is None or text.fonts in self.trusted_fonts:
+            return ""
+        sample = sorted(text.lines, key=lambda line: -len(line.text.replace(" ", "")))[:CHECKED_LINES]
+        sample = [line for line in sample if len(line.text.replace(" ", "")) >= 4]
+        if not sample:
+            return ""
+        read = self.ocr.read_lines([_crop(image, list(line.box), pad=2) for line in sample])
+        self.beat()
+        errors = [_distance(line.text, found) for line, found in zip(sample, read, strict=True)]
+        if median(errors) > MAX_CHECK_ERROR:
+            return (
+                f"its text does not match what the page shows (OCR of {len(sample)} of its lines "
+                f"differs by {median(errors):.0%})"
+            )
+        self.trusted_fonts[text.fonts] = None
+        while len(self.trusted_fonts) > MAX_TRUSTED_FONTS:
+            self.trusted_fonts.popitem(last=False)
+        return ""
+
     # -- the result -------------------------------------------------------------------------
     def assemble(self, slot: int, task: Task, params: AssembleParams) -> dict[str, Any]:
-        ocr_child = params.children[0]
-        ocr_entry = (ocr_child.get("ocrResults") or [ocr_child])[0]
-        overall = ocr_entry["prunedResult"]
+        read_by_ocr = params.text_layer is None or bool(params.ocr_regions)
+        ocr_entry: dict[str, Any] = {}
+        if read_by_ocr:
+            ocr_child = params.children[0]
+            ocr_entry = (ocr_child.get("ocrResults") or [ocr_child])[0]
+        if params.text_layer is None:
+            overall = ocr_entry["prunedResult"]
+        else:
+            overall = pdf_text.with_ocr_lines(
+                params.text_layer, ocr_entry.get("prunedResult"), params.ocr_regions
+            )
         height, width = params.page_size
-        seals_from = 1 + len(params.tables)
-        structures = params.children[1:seals_from]
+        first = 1 if read_by_ocr else 0
+        seals_from = first + len(params.tables)
+        structures = params.children[first:seals_from]
         seal_children = params.children[seals_from : seals_from + len(params.seals)]
         reread = params.children[-1]["texts"] if params.titles else []
         titles = dict(zip(params.titles, reread, strict=True))
-        # The word boxes were for cutting lines; PaddleX's overall_ocr_res has none.
-        plain = {k: v for k, v in overall.items() if k not in ("text_word", "text_word_region")}
+        # The word boxes were for cutting lines, the fonts for headings; PaddleX's overall_ocr_res
+        # has neither.
+        helpers = ("text_word", "text_word_region", "text_layer_fonts")
+        plain = {k: v for k, v in overall.items() if k not in helpers}
         plain["return_word_box"] = False
         boxes = params.layout_det_res["boxes"]
         contents: dict[int, str] = {}
@@ -286,6 +379,8 @@ class StructureRunner(DocumentRunner):
         pruned["table_res_list"] = table_res_list
         pruned["seal_res_list"] = seal_res_list
         pruned["formula_res_list"] = []
+        if params.text_layer_res is not None:
+            pruned["text_layer_res"] = params.text_layer_res
         markdown: dict[str, Any] = {"text": text}
         if params.markdown_images:
             markdown["images"] = {path: b64 for path, b64 in images.items() if path in used}
@@ -311,6 +406,14 @@ class StructureRunner(DocumentRunner):
 
 def _either(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+def _distance(expected: str, found: str) -> float:
+    """Character error of ``found`` against ``expected``, whitespace and width forms aside."""
+    from rapidfuzz.distance import Levenshtein
+
+    flat = lambda text: re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))  # noqa: E731
+    return Levenshtein.normalized_distance(flat(expected), flat(found))
 
 
 def _area(box: list[float]) -> float:
