@@ -28,6 +28,8 @@ from pxserve.frontend.envelope import (
     message,
     success,
 )
+from pxserve.frontend.file_store import FILES, FileStore, add_file_routes, public_base
+from pxserve.frontend.file_store import PREFIX as FILES_PREFIX
 from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.openapi import openapi_document
 from pxserve.frontend.page_answers import (
@@ -60,8 +62,18 @@ class Route:
     def serving(self) -> ServingSettings:
         return self.pipeline.config.Serving
 
+    async def present(self, request: web.Request, result_json: bytes) -> bytes:
+        """A result as the client gets it: with ``return_urls``, its files written out and named
+        by URL (frontend/file_store.py); else as the worker made it."""
+        if not self.serving.urls_for_files:
+            return result_json
+        store, base = request.app[FILES], public_base(request, request.app[SERVING])
+        result = await asyncio.to_thread(store.put_answer, orjson.loads(result_json), base)
+        return orjson.dumps(result)
+
 
 ROUTES = web.AppKey("routes", dict)  # path -> Route
+SERVING = web.AppKey("serving", ServingSettings)  # the engine-wide settings
 ENGINE = web.AppKey("engine", EngineClient)
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", bytes)
@@ -112,12 +124,12 @@ async def infer(request: web.Request) -> web.StreamResponse:
         if document:
             return await answer_document(request, pipeline, engine, task, deadline, document)
         if streamed:
-            return await stream_pages(request, pipeline, engine, task, deadline)
+            return await stream_pages(request, pipeline, engine, task, deadline, route.present)
         reading = Reading()
         outcome = await engine.submit(route.name, task, deadline, reading)
     if not outcome.ok:
         return failure(log_id_of(request), outcome.status, outcome.message)
-    response = success(log_id_of(request), outcome.body)
+    response = success(log_id_of(request), await route.present(request, outcome.body))
     note_dropped(request, response, reading, "max_pdf_pages")
     return response
 
@@ -193,7 +205,7 @@ def create_app(
             access_log_middleware,
             telemetry.middleware,
             envelope_middleware,
-            auth_middleware(keys, open_paths(serving), (ASSETS_PREFIX,)),
+            auth_middleware(keys, open_paths(serving), (ASSETS_PREFIX, FILES_PREFIX)),
         ],
     )
     routes: dict[str, Route] = {}
@@ -202,6 +214,11 @@ def create_app(
         fetcher = UrlFetcher(own.url_inputs) if own.url_inputs.enabled else None
         routes[path] = Route(pipeline, ImageLoader(own, fetcher))
     app[ROUTES] = routes
+    app[SERVING] = serving
+    if any(route.serving.urls_for_files for route in routes.values()):
+        store = FileStore.of(serving)
+        store.open()
+        add_file_routes(app, store)
     telemetry.pipeline_of_route({path: route.name for path, route in routes.items()})
     app[ENGINE] = engine
     app[METRICS] = telemetry

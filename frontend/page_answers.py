@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -114,9 +114,15 @@ def note_dropped(request: web.Request, response: web.StreamResponse, reading: Re
 
 
 async def stream_pages(
-    request: web.Request, pipeline: Pipeline, engine: EngineClient, task: Task, deadline: float
+    request: web.Request,
+    pipeline: Pipeline,
+    engine: EngineClient,
+    task: Task,
+    deadline: float,
+    present: Callable[[web.Request, bytes], Awaitable[bytes]] | None = None,
 ) -> web.StreamResponse:
-    """Answer an admitted request as NDJSON, one line per page as pages finish."""
+    """Answer an admitted request as NDJSON, one line per page as pages finish; ``present``
+    turns a page's result into what the client gets (its files as URLs)."""
     log_id = log_id_of(request)
     started = asyncio.get_running_loop().time()
     opened = await engine.open_stream(pipeline.name, task, deadline)
@@ -134,7 +140,8 @@ async def stream_pages(
             while (outcome := await _next_page(outcomes, request.app[STREAMS_END])) is not None:
                 if not outcome.ok:
                     return await lines.last(_error(log_id, outcome.status, outcome.message, sent))
-                await lines.send(_page(log_id, sent, outcome.body))
+                body = await present(request, outcome.body) if present else outcome.body
+                await lines.send(_page(log_id, sent, body))
                 sent += 1
         except RequestError as exc:
             return await lines.last(_error(log_id, exc.status, exc.message, sent))

@@ -112,6 +112,20 @@ class ServingSettings(BaseModel):
     """Image formats accepted (GIF: its first frame); others get 422."""
     url_inputs: UrlInputSettings = Field(default_factory=UrlInputSettings)
     """Inputs given as URLs: off unless enabled (the `url_inputs.*` keys)."""
+    # Files handed out by URL (frontend/file_store.py)
+    return_urls: bool = False
+    """PaddleX 3.7's: answer pictures and exported files as URLs this server serves (`GET /files/...`,
+    unguessable, expiring) instead of Base64. PaddleX's `extra.return_img_urls` is honoured too."""
+    data_dir: str | None = None
+    """Where the server keeps files that outlive an answer; default `$PXSERVE_DATA_DIR`, else
+    `~/.local/share/pxserve`."""
+    public_url: str | None = None
+    """The scheme and host clients reach this server at, for the URLs it hands out (behind a proxy);
+    default: the request's own Host."""
+    file_ttl_hours: PositiveFloat = 24.0
+    """How long a URL handed out keeps working."""
+    max_file_storage_mb: PositiveFloat = 2048.0
+    """Disk the handed-out files may take; beyond it the oldest answers' files are deleted first."""
     # Workers' health and memory
     worker_stall_timeout_s: PositiveFloat = 30.0
     """A worker that neither beats its heartbeat nor uses any CPU for this long (deadlocked, stopped) is
@@ -137,6 +151,11 @@ class ServingSettings(BaseModel):
     """Shared memory per worker for requests, in /dev/shm (shrunk to fit at startup, with a warning)."""
     response_ring_mb: PositiveFloat = 16.0
     """Shared memory per worker for answers, in /dev/shm."""
+
+    @property
+    def urls_for_files(self) -> bool:
+        """``return_urls``, or PaddleX's older ``extra.return_img_urls``."""
+        return self.return_urls or bool(self.extra.get("return_img_urls"))
 
     @property
     def max_body_bytes(self) -> int:
@@ -341,6 +360,7 @@ ENGINE_KEYS = (
     "instances_per_device", "cpu_threads", "max_batch_size", "max_queue_delay_ms",
     "worker_stall_timeout_s", "max_worker_memory_mb", "max_result_mb", "api_keys",
     "auth_health", "auth_metrics", "request_ring_mb", "response_ring_mb",
+    "data_dir", "public_url", "file_ttl_hours", "max_file_storage_mb",
 )  # fmt: skip
 
 
