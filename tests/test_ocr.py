@@ -291,6 +291,31 @@ def test_a_multi_page_tiff_is_read_page_by_page_as_paddlex_37_does(server: Serve
 
 
 @pytest.mark.slow
+def test_ocr_reads_a_pdfs_own_text_only_when_asked(server: Server) -> None:
+    """/ocr keeps PaddleX's behaviour (OCR, no extra field) unless usePdfTextLayer is true; then
+    a typed page's lines come from its layer, exactly, and a scanned page is read by OCR."""
+    import text_layers
+
+    document = b64(text_layers.mixed())
+    plain = ocr(server, {"file": document}).json()["result"]["ocrResults"]
+    assert all("text_layer_res" not in page["prunedResult"] for page in plain)
+    typed, scanned = ocr(server, {"file": document, "usePdfTextLayer": True, "returnWordBox": True}).json()[
+        "result"
+    ]["ocrResults"]
+    pruned = typed["prunedResult"]
+    assert pruned["text_layer_res"] == {"used": True, "reason": ""}
+    expected = [text for _, text, *_ in text_layers.manual_lines()]
+    expected[expected.index(text_layers.RUN_IN) : expected.index(text_layers.RUN_IN) + 2] = [
+        f"{text_layers.RUN_IN} {text_layers.RUN_IN_REST[0]}"
+    ]  # the bold word and the rest of its row: one line
+    assert pruned["rec_texts"] == expected
+    assert len(pruned["text_word"]) == len(pruned["rec_texts"]) and set(pruned["rec_scores"]) == {1.0}
+    assert scanned["prunedResult"]["text_layer_res"] == {"used": False, "reason": "it has no text layer"}
+    read = flat(scanned["prunedResult"]["rec_texts"])
+    assert Levenshtein.normalized_similarity(read, flat(text_layers.scan_lines())) > 0.9
+
+
+@pytest.mark.slow
 def test_hpip_serves_the_same_text_with_onnx_runtime(work_dir: Path) -> None:
     config = write_ocr_config(work_dir, {"instances_per_device": 1})
     hpip = start_server(config, work_dir, "--use_hpip")

@@ -32,7 +32,11 @@ import hashlib
 import re
 import statistics
 import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 Box = tuple[float, float, float, float]
 
@@ -359,6 +363,59 @@ def with_ocr_lines(layer: dict, ocr: dict | None, regions: list[list[float]]) ->
         merged["text_word_region"].append(word_regions[i] if i < len(word_regions) else [])
         merged["text_layer_fonts"].append([0.0, []])
     return merged
+
+
+# Checking a layer against the page: this many of its longest lines read by OCR; a median
+# character error above MAX_CHECK_ERROR means the layer is not what the page shows.
+CHECKED_LINES = 3
+MAX_CHECK_ERROR = 0.35
+MAX_TRUSTED = 256  # (file, fonts) a worker remembers as checked
+
+
+class LayerCheck:
+    """A worker's check of layers against their pages by OCR, once per file and font set
+    (remembered, bounded, oldest forgotten first). ``read_lines`` reads line crops with OCR."""
+
+    def __init__(self, read_lines: Callable[[list[np.ndarray]], list[str]]) -> None:
+        self.read_lines = read_lines
+        self.trusted: OrderedDict[frozenset[str], None] = OrderedDict()
+
+    def reason_against(self, text: PageText, image: np.ndarray) -> str:
+        """ "" when the layer reads as ``image`` (the rendered page) shows; else why not."""
+        if text.fonts in self.trusted:
+            self.trusted.move_to_end(text.fonts)
+            return ""
+        longest = sorted(text.lines, key=lambda line: -len(line.text.replace(" ", "")))[:CHECKED_LINES]
+        sample = [line for line in longest if len(line.text.replace(" ", "")) >= 4]
+        if not sample:
+            return ""
+        read = self.read_lines([_crop(image, line.box) for line in sample])
+        errors = sorted(_distance(line.text, found) for line, found in zip(sample, read, strict=True))
+        error = errors[len(errors) // 2]
+        if error > MAX_CHECK_ERROR:
+            return (
+                f"its text does not match what the page shows (OCR of {len(sample)} of its lines "
+                f"differs by {error:.0%})"
+            )
+        self.trusted[text.fonts] = None
+        while len(self.trusted) > MAX_TRUSTED:
+            self.trusted.popitem(last=False)
+        return ""
+
+
+def _crop(image: np.ndarray, box: Box, pad: int = 2) -> np.ndarray:
+    height, width = image.shape[:2]
+    x0, y0 = max(0, int(box[0]) - pad), max(0, int(box[1]) - pad)
+    x1, y1 = min(width, max(x0 + 1, int(box[2]) + 1 + pad)), min(height, max(y0 + 1, int(box[3]) + 1 + pad))
+    return np.ascontiguousarray(image[y0:y1, x0:x1])
+
+
+def _distance(expected: str, found: str) -> float:
+    """Character error of ``found`` against ``expected``, whitespace and width forms aside."""
+    from rapidfuzz.distance import Levenshtein
+
+    flat = lambda text: re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))  # noqa: E731
+    return Levenshtein.normalized_distance(flat(expected), flat(found))
 
 
 def _quad(box: Box) -> list[list[int]]:

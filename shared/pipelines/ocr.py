@@ -38,6 +38,9 @@ DETECTION_KEYS = ("limit_side_len", "limit_type", "max_side_limit", "thresh", "b
 class OcrRequest(FileRequest, TextDetectionFields):
     useTextlineOrientation: StrictBool | None = None
     returnWordBox: StrictBool | None = None
+    # pxserve's extension: true reads a PDF page's own text where it can be trusted instead of
+    # OCR (default: the config's use_pdf_text_layer, off here, as PaddleX reads every page by OCR).
+    usePdfTextLayer: StrictBool | None = None
 
 
 class OcrParams(BaseModel):
@@ -58,6 +61,8 @@ class OcrParams(BaseModel):
     visualize: bool | None = None
     max_pages: int | None = None  # pdf: pages to read (the config's max_pdf_pages when None)
     page: int | None = None  # page: which page of the PDF payload
+    text_layer: bool | None = None  # usePdfTextLayer
+    text_layer_res: dict[str, Any] | None = None  # set by the page stage: what the answer says of it
 
 
 class TextDetParams(BaseModel):
@@ -86,6 +91,11 @@ class PrunedResult(BaseModel):
     rec_scores: list[float]
     rec_polys: list[list[list[int]]]
     rec_boxes: list[list[int]] = Field(description="[x_min, y_min, x_max, y_max] of each rec_polys entry")
+    text_layer_res: dict[str, Any] | None = Field(
+        default=None,
+        description="pxserve's, with usePdfTextLayer: whether a PDF page's own text was read (used), "
+        "and if not, why (reason)",
+    )
 
 
 class OcrPageResult(BaseModel):
@@ -175,6 +185,7 @@ class Ocr(Pipeline):
             score_thresh=request.textRecScoreThresh,
             word_box=request.returnWordBox,
             visualize=request.visualize,
+            text_layer=request.usePdfTextLayer,
         )
 
 

@@ -48,6 +48,7 @@ from pxserve.shared.pipelines import LoadedModel, RunnerContext
 from pxserve.shared.pipelines.ocr import DETECTION, DETECTION_KEYS, ORIENTATION, RECOGNITION, Ocr, OcrParams
 from pxserve.shared.stages import Stage, StageError, StageTable
 from pxserve.workers import pdf_pages as pdf
+from pxserve.workers import pdf_text, tiff_pages
 from pxserve.workers.doc_preprocessor import preprocessor_of
 from pxserve.workers.ocr import curved, detection, lines, visualize
 from pxserve.workers.ocr.detection import DetectionParams
@@ -85,6 +86,7 @@ class OcrDefaults:
     max_pixels: int = 64_000_000
     max_side: int = 16_384
     max_stream_pages: int = 1000
+    use_pdf_text_layer: bool = False  # PaddleX reads every page by OCR; a request may ask otherwise
 
 
 def defaults_of(pipeline: Ocr) -> OcrDefaults:
@@ -108,6 +110,7 @@ def defaults_of(pipeline: Ocr) -> OcrDefaults:
         max_pixels=serving.max_pixels,
         max_side=serving.max_side,
         max_stream_pages=serving.max_stream_pages,
+        use_pdf_text_layer=bool(extra.get("use_pdf_text_layer", False)),
     )
 
 
@@ -226,6 +229,7 @@ class OcrRunner:
             self.flip_index = next((i for i, label in enumerate(labels) if "180" in label), 1)
         self.page_limits = pdf.PageLimits(defaults.max_pixels, defaults.max_side, defaults.max_stream_pages)
         self.preprocessor = preprocessor_of(context)  # SubPipelines.DocPreprocessor, if configured
+        self.layer_check = pdf_text.LayerCheck(self.read_lines)  # usePdfTextLayer
 
     # -- the batch ---------------------------------------------------------
     def run(self, tasks: list[Task]) -> list[Outcome]:
@@ -279,8 +283,9 @@ class OcrRunner:
                 outcomes[page.slot] = Outcome.dropped(page.task.request_id)
                 continue
             result = self._page_result(
-                page.options, page.polys, [group], page.image, page.data_info, page.doc
-            )
+                page.options, page.polys, [group], page.image, page.data_info, page.doc,
+                page.params.text_layer_res,
+            )  # fmt: skip
             outcomes[page.slot] = Outcome.success(page.task.request_id, result)
         for group in groups:
             if self.cancelled(group.owner):
@@ -352,9 +357,59 @@ class OcrRunner:
         info = {"width": width, "height": height, "type": "image"}
         return self._upright(Page(slot, task, image, Options.of(params, self.defaults), info, params))
 
-    def pdf_page(self, slot: int, task: Task, params: OcrParams) -> Page:
+    def pdf_page(self, slot: int, task: Task, params: OcrParams) -> Page | dict[str, Any]:
         image = pdf.render_one(task.image, int(params.page or 0), self.page_limits)
-        return self._upright(Page(slot, task, image, Options.of(params, self.defaults), None, params))
+        page = self._upright(Page(slot, task, image, Options.of(params, self.defaults), None, params))
+        asked = self.defaults.use_pdf_text_layer if params.text_layer is None else params.text_layer
+        if not asked or tiff_pages.is_tiff(task.image):
+            return page
+        if page.doc is not None and page.doc.get("angle", 0) not in (0, -1):
+            page.params = params.model_copy(
+                update={"text_layer_res": {"used": False, "reason": "the page was turned upright first"}}
+            )
+            return page
+        height, width = image.shape[:2]
+        text = pdf_text.read_page_text(task.image, int(params.page or 0), (width, height))
+        if text.usable:
+            text.reason = self.layer_check.reason_against(text, image)
+            self.beat()
+        if not text.usable:
+            reason = text.reason or "it has no text layer"
+            page.params = params.model_copy(update={"text_layer_res": {"used": False, "reason": reason}})
+            return page
+        return self._layer_result(page, text)
+
+    def _layer_result(self, page: Page, text: pdf_text.PageText) -> dict[str, Any]:
+        """A PDF page's ``ocrResults`` entry from its own text, as OCR's would be."""
+        options = page.options
+        layer = pdf_text.as_ocr_result(text.lines, options.det.as_result())
+        pruned: dict[str, Any] = {
+            "model_settings": {
+                "use_doc_preprocessor": page.doc is not None,
+                "use_textline_orientation": options.use_textline_orientation,
+            },
+        }
+        if page.doc is not None:
+            pruned["doc_preprocessor_res"] = page.doc
+        pruned |= {k: layer[k] for k in ("dt_polys", "text_det_params")}
+        pruned["text_type"] = self.defaults.text_type
+        if text.lines:
+            pruned["textline_orientation_angles"] = layer["textline_orientation_angles"]
+        pruned |= {
+            "text_rec_score_thresh": options.text_rec_score_thresh,
+            "return_word_box": options.return_word_box,
+            **{k: layer[k] for k in ("rec_texts", "rec_scores", "rec_polys", "rec_boxes")},
+        }
+        if options.return_word_box:
+            pruned |= {k: layer[k] for k in ("text_word", "text_word_region")}
+        pruned["text_layer_res"] = {"used": True, "reason": ""}
+        result = {"prunedResult": pruned, "ocrImage": None, "docPreprocessingImage": None, "inputImage": None}
+        if options.visualize:
+            rgb = visualize.bgr_to_image(page.image)
+            drawn = visualize.draw_ocr(rgb, pruned["rec_polys"], pruned["rec_texts"])
+            result["ocrImage"] = visualize.to_jpeg_base64(drawn)
+            result["inputImage"] = visualize.to_jpeg_base64(rgb)
+        return result
 
     def _upright(self, page: Page) -> Page:
         """The page turned upright first, when the request (or the config) asks for it."""
@@ -539,7 +594,8 @@ class OcrRunner:
             for c in params.children
         ]
         image = decode_bgr(task.image) if options.visualize and len(task.image) else None
-        return self._page_result(options, polys, groups, image, params.data_info, params.doc_preprocessor_res)
+        doc, note = params.doc_preprocessor_res, params.text_layer_res
+        return self._page_result(options, polys, groups, image, params.data_info, doc, note)
 
     def document(self, slot: int, task: Task, params: pdf.DocumentParams) -> dict[str, Any]:
         return {"ocrResults": params.children, "dataInfo": params.data_info}
@@ -552,6 +608,7 @@ class OcrRunner:
         image: np.ndarray | None,
         data_info: dict[str, Any] | None,
         doc: dict[str, Any] | None = None,
+        text_layer_res: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One ``ocrResults`` entry (wrapped with ``dataInfo`` for an image request)."""
         count = len(polys)
@@ -588,6 +645,8 @@ class OcrRunner:
             "rec_polys": [p.tolist() for p in rec_polys],
             "rec_boxes": detection.axis_aligned(rec_polys),
         }
+        if text_layer_res is not None:
+            pruned["text_layer_res"] = text_layer_res
         if options.return_word_box:
             pruned["text_word"] = [[w[0] for w in words[i]] for i in keep]
             frames = {i: lines.reading_frame(polys[i]) for i in keep}

@@ -19,10 +19,6 @@
 from __future__ import annotations
 
 import base64
-import re
-import unicodedata
-from collections import OrderedDict
-from statistics import median
 from typing import Any
 
 import numpy as np
@@ -64,11 +60,6 @@ from pxserve.workers.tables.runner import StructureParams as TableStructureParam
 from pxserve.workers.tables.runner import table_result
 
 MAX_PICTURE_SIDE = 1600  # pictures in markdown.images are scaled down to this (JPEG)
-# Checking a PDF's own text against the page: this many of its longest lines read by OCR; a
-# median character error above this means the layer is not what the page shows.
-CHECKED_LINES = 3
-MAX_CHECK_ERROR = 0.35
-MAX_TRUSTED_FONTS = 256  # font sets a worker remembers as checked
 
 
 class AssembleParams(BaseModel):
@@ -122,12 +113,11 @@ class StructureRunner(DocumentRunner):
             "cells_ocr": bool(pipeline.setting("use_ocr_results_with_table_cells", False)),
             "text_layer": bool(pipeline.setting("use_pdf_text_layer", True)),
         }
-        # Fonts whose text a check by OCR found to be what the page shows (bounded, oldest out).
-        self.trusted_fonts: OrderedDict[frozenset[str], None] = OrderedDict()
         self.ignored_labels = list(pipeline.setting("markdown_ignore_labels", IGNORED_IN_MARKDOWN))
         self.ocr_stage = context.inside(OCR_PIPELINE).stage_name
         ocr = context.subs.get(OCR_PIPELINE)
         self.ocr: OcrRunner | None = getattr(ocr, "own", ocr)  # type: ignore[assignment]
+        self.layer_check = pdf_text.LayerCheck(self.ocr.read_lines) if self.ocr is not None else None
         self.table_stage = context.inside(TABLE_PIPELINE).stage_name
         self.seal_stage = context.inside(SEAL_PIPELINE).inside(SEAL_OCR).stage_name
 
@@ -266,8 +256,9 @@ class StructureRunner(DocumentRunner):
             return None, {"used": False, "reason": "the page was turned upright first"}, []
         height, width = page.image.shape[:2]
         text = pdf_text.read_page_text(page.task.image, params.page, (width, height))
-        if text.usable:
-            text.reason = self._check_by_ocr(text, page.image)
+        if text.usable and self.layer_check is not None:
+            text.reason = self.layer_check.reason_against(text, page.image)
+            self.beat()
         if not text.usable:
             return None, {"used": False, "reason": text.reason or "it has no text layer"}, []
         regions = [b["coordinate"] for b in boxes]
@@ -281,28 +272,6 @@ class StructureRunner(DocumentRunner):
         det = ocr.det.as_result() if ocr is not None else {}
         answer = {"used": True, "reason": "", "ocr_regions": len(ocr_regions)}
         return pdf_text.as_ocr_result(text.lines, det), answer, ocr_regions
-
-    def _check_by_ocr(self, text: pdf_text.PageText, image: np.ndarray) -> str:
-        """ "" when the layer reads as the page shows: a few of its longest lines read by OCR
-        (skipped for fonts checked before on this worker); else why not."""
-        if self.ocr is None or text.fonts in self.trusted_fonts:
-            return ""
-        sample = sorted(text.lines, key=lambda line: -len(line.text.replace(" ", "")))[:CHECKED_LINES]
-        sample = [line for line in sample if len(line.text.replace(" ", "")) >= 4]
-        if not sample:
-            return ""
-        read = self.ocr.read_lines([_crop(image, list(line.box), pad=2) for line in sample])
-        self.beat()
-        errors = [_distance(line.text, found) for line, found in zip(sample, read, strict=True)]
-        if median(errors) > MAX_CHECK_ERROR:
-            return (
-                f"its text does not match what the page shows (OCR of {len(sample)} of its lines "
-                f"differs by {median(errors):.0%})"
-            )
-        self.trusted_fonts[text.fonts] = None
-        while len(self.trusted_fonts) > MAX_TRUSTED_FONTS:
-            self.trusted_fonts.popitem(last=False)
-        return ""
 
     # -- the result -------------------------------------------------------------------------
     def assemble(self, slot: int, task: Task, params: AssembleParams) -> dict[str, Any]:
@@ -406,14 +375,6 @@ class StructureRunner(DocumentRunner):
 
 def _either(value: Any, default: Any) -> Any:
     return default if value is None else value
-
-
-def _distance(expected: str, found: str) -> float:
-    """Character error of ``found`` against ``expected``, whitespace and width forms aside."""
-    from rapidfuzz.distance import Levenshtein
-
-    flat = lambda text: re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))  # noqa: E731
-    return Levenshtein.normalized_distance(flat(expected), flat(found))
 
 
 def _area(box: list[float]) -> float:
