@@ -12,6 +12,9 @@ server (A/B, requests alternating), three rounds. Measured per path:
 * Markdown quality against the truth: the mean character error rate of each
   known paragraph's best match, and whether the headings are exactly right
   (text and level);
+* pages whose layer is refused (a scan, a scanner's invisible layer, a lying
+  map): their time with the layer asked for (read, checked, refused, then
+  OCR) against OCR alone, alternating;
 * then, on a fresh server each, a 300-page PDF (the articles' pages over and
   over) streamed as NDJSON with ``outputFormats: ["docx"]`` and without:
   seconds, and each worker's peak RSS (VmHWM), so a long Word export is seen
@@ -109,6 +112,27 @@ def compare(url: str, rounds: int) -> list[dict]:
     return rows
 
 
+FALLBACKS = ("scanned", "invisible_over_scan", "lying_map")  # tests/text_layers.py's
+
+
+def fallbacks(url: str, rounds: int) -> list[dict]:
+    """Pages whose layer is refused: their time with the layer asked for (read, checked, then
+    OCR) against OCR alone, alternating."""
+    rows = []
+    for name in FALLBACKS:
+        pdf = getattr(text_layers, name)()
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(rounds):
+            for own_text in (True, False):
+                elapsed, pages = parse(url, pdf, own_text)
+                times[own_text].append(elapsed)
+        asked, ocr = statistics.median(times[True]), statistics.median(times[False])
+        reason = pages[0]["prunedResult"]["text_layer_res"]["reason"]
+        rows.append({"page": name, "reason": reason, "asked_s": round(asked, 3), "ocr_s": round(ocr, 3),
+                     "ratio": round(asked / ocr, 3)})  # fmt: skip
+    return rows
+
+
 def long_pdf(pages: int) -> bytes:
     import pypdfium2
 
@@ -145,6 +169,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pages", type=int, default=300, help="pages of the long document (Word export)")
+    parser.add_argument("--fallbacks-only", action="store_true", help="only the refused layers' cost")
     args = parser.parse_args()
     work = HERE / ".cache" / "text_layer"
     work.mkdir(parents=True, exist_ok=True)
@@ -157,6 +182,11 @@ def main() -> int:
         try:
             parse(url, documents()[0][1], True)
             parse(url, documents()[0][1], False)  # warm both paths
+            refused = fallbacks(url, 2 * args.rounds + 1)
+            if args.fallbacks_only:
+                report["engines"][engine] = {"fallbacks": refused}
+                print(json.dumps(refused, indent=1), flush=True)
+                continue
             rows = compare(url, args.rounds)
         finally:
             stop(process)
@@ -177,9 +207,17 @@ def main() -> int:
                 )
             finally:
                 stop(process)
-        report["engines"][engine] = {"compare": rows, "long_document": exports}
+        report["engines"][engine] = {"compare": rows, "fallbacks": refused, "long_document": exports}
         print(json.dumps(report["engines"][engine], indent=1), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.fallbacks_only:  # kept beside the full run's results
+        saved = args.out / "text_layer.json"
+        full = json.loads(saved.read_text()) if saved.is_file() else {"engines": {}}
+        for engine, result in report["engines"].items():
+            full["engines"].setdefault(engine, {})["fallbacks"] = result["fallbacks"]
+        full["fallbacks_machine"] = report["machine"]
+        saved.write_text(json.dumps(full, indent=1))
+        return 0
     (args.out / "text_layer.json").write_text(json.dumps(report, indent=1))
     print("| engine | document | path | s/page | vs OCR | paragraph CER | headings right |")
     print("|---|---|---|---|---|---|---|")

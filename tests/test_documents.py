@@ -429,17 +429,31 @@ def chinese_lines() -> bytes:
 def test_the_default_reader_is_ppocrv6_small_on_onnx_runtime_whatever_the_engine(work_dir: Path) -> None:
     """configs/OCR.yaml reads with PP-OCRv6 small (PaddlePaddle's ONNX exports, embedded and
     pinned): on either engine it runs on ONNX Runtime and says so; English words kept apart,
-    Chinese read exactly."""
+    Chinese read exactly. A PaddleX export of a v6 model in model_dir is served as it is."""
+    from pxserve.frontend.server import prepare_model
+    from pxserve.shared.config import load_pipeline_config
+    from pxserve.shared.pipelines import get_pipeline
+
     shipped = shipped_config(work_dir, "OCR", {"instances_per_device": 1})
     expected = reference("page_region.jpg")["rec_texts"]
-    for flags in ([], ["--use_hpip"]):
-        server = start_server(shipped, work_dir, *flags)
+    # A PaddleX export in model_dir, served as it is: the same files under another v6 name.
+    built = prepare_model(get_pipeline(load_pipeline_config("OCR")), "TextRecognition").path
+    export = Path(shutil.copytree(built, work_dir / "PP-OCRv6_tiny_rec", dirs_exist_ok=True))
+    spec = yaml.safe_load((export / "inference.yml").read_text())
+    spec["Global"]["model_name"] = "PP-OCRv6_tiny_rec"
+    (export / "inference.yml").write_text(yaml.safe_dump(spec, allow_unicode=True))
+    own = yaml.safe_load(shipped.read_text())
+    own["SubModules"]["TextRecognition"].update(model_name="PP-OCRv6_tiny_rec", model_dir=str(export))
+    (work_dir / "ocr-v6-export.yaml").write_text(yaml.safe_dump(own, allow_unicode=True))
+    for config, flags in ((shipped, []), (shipped, ["--use_hpip"]), (work_dir / "ocr-v6-export.yaml", [])):
+        server = start_server(config, work_dir, *flags)
         try:
             logs = server.logs()
-            for model in ("PP-OCRv6_small_det", "PP-OCRv6_small_rec"):
+            recognizer = "PP-OCRv6_small_rec" if config == shipped else "PP-OCRv6_tiny_rec"
+            for model in ("PP-OCRv6_small_det", recognizer):
                 assert f"loaded {model} on cpu with onnxruntime" in logs
             if not flags:
-                assert "PP-OCRv6_small_rec exists only as inference.onnx; it runs on ONNX Runtime" in logs
+                assert f"{recognizer} exists only as inference.onnx; it runs on ONNX Runtime" in logs
             payload = {"file": b64_file(DATA / "page_region.jpg"), "useTextlineOrientation": False}
             texts = result(post(server, "/ocr", payload))["ocrResults"][0]["prunedResult"]["rec_texts"]
             assert similarity(texts, expected) > 0.9 and any(" " in line for line in texts), texts

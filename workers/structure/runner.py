@@ -159,9 +159,9 @@ class StructureRunner(DocumentRunner):
         wanted = {"table": self._pick(params, "tables"), "seal": self._pick(params, "seals")}
         tables = [i for i, label in enumerate(labels) if label == "table" and wanted["table"]]
         seals = [i for i, label in enumerate(labels) if label == "seal" and wanted["seal"]]
-        crops = params.markdown_images or params.docx  # "": the picture's place, with no crop made
+        cut_out = params.markdown_images or params.docx  # "": the picture's place, with no crop made
         pictures = {  # a table not read is shown as a picture
-            i: _picture(page.image, box["coordinate"]) if crops else ""
+            i: _picture(page.image, box["coordinate"]) if cut_out else ""
             for i, (box, label) in enumerate(zip(boxes, labels, strict=True))
             if (label in PICTURES or (label == "table" and i not in tables)) and _area(box["coordinate"]) > 0
         }
@@ -175,7 +175,7 @@ class StructureRunner(DocumentRunner):
         layer, layer_res, ocr_regions = self._text_layer(page, boxes, labels)
         children: list[Task] = []
         if layer is not None and not ocr_regions:
-            pass  # the page's own text: no OCR
+            children = []  # the page's own text holds all of it: no OCR
         elif page.whole_file:
             children = [OCR_STAGES["image"].task(ocr_params, PARENT_PAYLOAD, self.ocr_stage)]
         elif page.unchanged:  # a PDF page as rendered: the OCR renders it again from the file
