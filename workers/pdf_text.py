@@ -369,38 +369,47 @@ def with_ocr_lines(layer: dict, ocr: dict | None, regions: list[list[float]]) ->
 # character error above MAX_CHECK_ERROR means the layer is not what the page shows.
 CHECKED_LINES = 3
 MAX_CHECK_ERROR = 0.35
-MAX_TRUSTED = 256  # (file, fonts) a worker remembers as checked
+CLEAR_MATCH, CLEAR_MISMATCH = 0.1, 0.6  # one line's error that settles it without the others
+MAX_REMEMBERED = 256  # (file, fonts) whose verdict a worker remembers
 
 
 class LayerCheck:
-    """A worker's check of layers against their pages by OCR, once per file and font set
-    (remembered, bounded, oldest forgotten first). ``read_lines`` reads line crops with OCR."""
+    """A worker's check of layers against their pages by OCR, once per file and font set: the
+    verdict is remembered (bounded, oldest forgotten first), so only a file's first page pays.
+    ``read_lines`` reads line crops with OCR. The longest line is read first; it settles a
+    clear case (a match, or a lying map) alone, and only a doubtful one reads two more."""
 
     def __init__(self, read_lines: Callable[[list[np.ndarray]], list[str]]) -> None:
         self.read_lines = read_lines
-        self.trusted: OrderedDict[frozenset[str], None] = OrderedDict()
+        self.verdicts: OrderedDict[frozenset[str], str] = OrderedDict()  # fonts -> reason ("" fine)
 
     def reason_against(self, text: PageText, image: np.ndarray) -> str:
         """ "" when the layer reads as ``image`` (the rendered page) shows; else why not."""
-        if text.fonts in self.trusted:
-            self.trusted.move_to_end(text.fonts)
-            return ""
+        if text.fonts in self.verdicts:
+            self.verdicts.move_to_end(text.fonts)
+            return self.verdicts[text.fonts]
         longest = sorted(text.lines, key=lambda line: -len(line.text.replace(" ", "")))[:CHECKED_LINES]
         sample = [line for line in longest if len(line.text.replace(" ", "")) >= 4]
         if not sample:
             return ""
-        read = self.read_lines([_crop(image, line.box) for line in sample])
-        errors = sorted(_distance(line.text, found) for line, found in zip(sample, read, strict=True))
-        error = errors[len(errors) // 2]
+        errors = [self._error(sample[0], image)]
+        if CLEAR_MATCH < errors[0] <= CLEAR_MISMATCH:
+            errors += [self._error(line, image) for line in sample[1:]]
+        error = sorted(errors)[len(errors) // 2]
+        reason = ""
         if error > MAX_CHECK_ERROR:
-            return (
-                f"its text does not match what the page shows (OCR of {len(sample)} of its lines "
+            reason = (
+                f"its text does not match what the page shows (OCR of {len(errors)} of its lines "
                 f"differs by {error:.0%})"
             )
-        self.trusted[text.fonts] = None
-        while len(self.trusted) > MAX_TRUSTED:
-            self.trusted.popitem(last=False)
-        return ""
+        self.verdicts[text.fonts] = reason
+        while len(self.verdicts) > MAX_REMEMBERED:
+            self.verdicts.popitem(last=False)
+        return reason
+
+    def _error(self, line: LayerLine, image: np.ndarray) -> float:
+        (read,) = self.read_lines([_crop(image, line.box)])
+        return _distance(line.text, read)
 
 
 def _crop(image: np.ndarray, box: Box, pad: int = 2) -> np.ndarray:
