@@ -429,3 +429,30 @@ def test_pages_decide_for_themselves_and_pictures_of_text_are_read_by_ocr(struct
     (tiny,) = layer_pages(structure, text_layers.tiny_objects())
     assert used(tiny)["used"] is True and "w99" in json.dumps(tiny["prunedResult"]["overall_ocr_res"])
     assert structure.process.poll() is None and len(structure.workers()) == 2
+
+
+DEBIAN_SPEC = Path("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf")  # pdfTeX, GPL-2+
+
+
+@pytest.mark.skipif(not DEBIAN_SPEC.is_file(), reason="Debian's shared-mime-info docs are not installed")
+def test_a_real_pdf_made_by_others_is_read_from_its_own_text_as_ocr_reads_it(structure: Server) -> None:
+    """A specification typeset by others (read where Debian installs it, not copied here): its
+    first two pages from their own text, the numbered headings at their levels, and the same
+    paragraphs OCR reads off the rendered pages (the layer's words exact, OCR's nearly)."""
+    import pypdfium2
+
+    pages = pypdfium2.PdfDocument.new()
+    pages.import_pages(pypdfium2.PdfDocument(str(DEBIAN_SPEC)), [0, 1])
+    buffer = io.BytesIO()
+    pages.save(buffer)
+    own = layer_pages(structure, buffer.getvalue())
+    ocr = layer_pages(structure, buffer.getvalue(), usePdfTextLayer=False)
+    assert [used(page)["used"] for page in own] == [True, True]
+    markdown = "\n\n".join(page["markdown"]["text"] for page in own)
+    headings = [p for p in paragraphs(markdown) if p.startswith("#")]
+    assert {"## 1. Introduction", "## 2. Unified system"} <= set(headings), headings
+    assert any(h.startswith("### 1.1. ") for h in headings)
+    read = paragraphs("\n\n".join(page["markdown"]["text"] for page in ocr))
+    running = [p for p in paragraphs(markdown) if len(p) > 80 and not p.startswith(("#", "<"))]
+    close = [p for p in running if min(cer(p, q) for q in read) <= 0.05]
+    assert len(running) >= 5 and len(close) >= 0.9 * len(running), (running, read)

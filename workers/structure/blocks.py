@@ -421,13 +421,13 @@ def levels_from_fonts(blocks: list[Block]) -> dict[int, list[Block]]:
     return replaced
 
 
-def _run_in(row: Row, last: bool) -> tuple[str, Box] | None:
-    """The bold heading a row starts with, and its box: bold words then plain ones on the row,
-    or a whole bold row that is not the block's last."""
+def _run_in(row: Row) -> tuple[str, Box] | None:
+    """The bold heading a row starts with, and its box: bold words, then plain ones on the same
+    line. (A whole bold line is not taken for a heading: an author's name, a term set in bold.)"""
     first = min(row.lines, key=lambda line: line.box[0])
     bold = first.bold[: len(first.words)]
     count = next((i for i, b in enumerate(bold) if not b), len(bold))
-    if not 0 < count <= MAX_RUN_IN_WORDS or (count == len(bold) and (len(row.lines) > 1 or last)):
+    if not 0 < count <= MAX_RUN_IN_WORDS or count == len(bold):
         return None
     words = first.words[:count]
     return join_words([word for word, _ in words]), union([box for _, box in words])
@@ -440,8 +440,8 @@ def _split_run_in(block: Block, level: int) -> list[Block]:
     pieces: list[Block] = []
     paragraphs = list(block.paragraphs)
     current: list[str] = []
-    for index, row in enumerate(rows):
-        found = _run_in(row, index == len(rows) - 1)
+    for row in rows:
+        found = _run_in(row)
         start = row.text[:24].replace(" ", "")
         number = next(
             (i for i, p in enumerate(paragraphs) if p.replace(" ", "").startswith(start)), None
