@@ -86,3 +86,21 @@ def test_the_check_reads_one_line_when_it_settles_it_and_remembers_each_files_ve
     doubtful = longest[: len(longest) * 3 // 5]  # 40% missing: two more lines decide
     check = pdf_text.LayerCheck(reader([doubtful, second, third]))
     assert check.reason_against(text, image) == "" and calls == [1, 1, 1]
+
+
+def test_a_landscape_page_turned_by_its_rotate_key_reads_upright_from_its_layer() -> None:
+    """Text drawn turned a quarter in the file, on a page whose /Rotate turns it back: upright as
+    shown, so its layer is used, with boxes on the rendered (landscape) page."""
+    lines = [
+        f"BT /F1 12 Tf 0 1 -1 0 {300 + 20 * i} 100 Tm (Landscape line {i} reads upright) Tj ET"
+        for i in range(3)
+    ]
+    data = text_layers.document([{"content": "\n".join(lines).encode(), "rotate": 90}])
+    text, image = layer_of(data)
+    assert image.shape[1] > image.shape[0]  # shown as landscape
+    assert text.usable and [line.text for line in text.lines] == [
+        f"Landscape line {i} reads upright" for i in range(3)
+    ]
+    boxes = [line.box for line in text.lines]
+    assert all(x1 - x0 > 5 * (y1 - y0) for x0, y0, x1, y1 in boxes)
+    assert [box[1] for box in boxes] == sorted(box[1] for box in boxes)  # top to bottom as shown
