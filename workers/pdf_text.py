@@ -97,8 +97,15 @@ def union(boxes: list[Box]) -> Box:
 
 
 def _unmapped(code: int) -> bool:
-    """A character no font map produced: private use, replacement, or a control character."""
-    return 0xE000 <= code <= 0xF8FF or code in (0xFFFD, 0xFFFE) or (code < 0x20 and code not in (9, 10, 13))
+    """A character no font map produced: private use, replacement, a control character, or no
+    character at all (a lone surrogate, beyond Unicode: it could not even be sent as JSON)."""
+    return (
+        0xE000 <= code <= 0xF8FF
+        or 0xD800 <= code <= 0xDFFF
+        or code > 0x10FFFF
+        or code in (0xFFFD, 0xFFFE)
+        or (code < 0x20 and code not in (9, 10, 13))
+    )
 
 
 def read_page_text(data: bytes | memoryview, index: int, size: tuple[int, int]) -> PageText:
@@ -175,7 +182,7 @@ def _read(pdfium, page, textpage, size: tuple[int, int]) -> PageText:
         if code in (10, 13):
             end_line()
             continue
-        if code in (0, 9, 32, 0xA0) or chr(code).isspace():
+        if code in (0, 9, 32, 0xA0) or (code <= 0x10FFFF and chr(code).isspace()):
             end_word()
             continue
         if code == SOFT_HYPHEN or pdfium.FPDFText_IsHyphen(textpage, i) == 1:
