@@ -82,12 +82,11 @@ def test_paddlex_37_names_pxserve_does_not_serve_are_one_line_naming_what_it_doe
 
 
 def test_engine_flag_and_yaml_key_choose_the_backend(tmp_path: Path, tiny_model_dir: Path) -> None:
-    """``--engine onnxruntime`` is --use_hpip; a YAML ``engine: hpi`` too, and --engine overrides it."""
+    """A YAML ``engine: hpi`` runs ONNX Runtime, as --use_hpip; ``--engine`` overrides it."""
     config = write_config(tmp_path, tiny_model_dir)
     yaml_hpi = tmp_path / "engine-hpi.yaml"
     yaml_hpi.write_text(config.read_text() + "engine: hpi\n")
     for pipeline, flags, backend in (
-        (config, ["--engine", "onnxruntime"], "onnxruntime"),
         (yaml_hpi, [], "onnxruntime"),
         (yaml_hpi, ["--engine", "paddle_static"], "paddle"),
     ):
