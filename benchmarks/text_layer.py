@@ -168,6 +168,19 @@ def stream(url: str, pdf: bytes, **fields: object) -> tuple[float, int, int]:
     return time.monotonic() - started, pages, size
 
 
+def print_table(report: dict, part: str, columns: list[str]) -> None:
+    """One Markdown table of every engine's rows of ``part``."""
+    print("| engine | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for engine, result in report["engines"].items():
+        for row in result[part]:
+            cells = [
+                ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+                for v in (row.get(c, "") for c in columns)
+            ]
+            print(f"| {engine} | " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -224,22 +237,10 @@ def main() -> int:
         saved.write_text(json.dumps(full, indent=1))
         return 0
     (args.out / "text_layer.json").write_text(json.dumps(report, indent=1))
-    print("| engine | document | path | s/page | vs OCR | paragraph CER | headings right |")
-    print("|---|---|---|---|---|---|---|")
-    for engine, result in report["engines"].items():
-        for row in result["compare"]:
-            print(
-                f"| {engine} | {row['document']} | {row['path']} | {row['seconds_per_page']} "
-                f"| {row.get('time_vs_ocr', '')} | {row['paragraph_cer']} | {row['headings_right']} |"
-            )
-    print("\n| engine | 300 pages streamed | export | s | answer MiB | worker peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
-    for engine, result in report["engines"].items():
-        for row in result["long_document"]:
-            print(
-                f"| {engine} | {row['pages']} | {row['export']} | {row['seconds']} | {row['answer_mib']} "
-                f"| {', '.join(str(v) for v in row['worker_peak_rss_mib'])} |"
-            )
+    columns = ["document", "path", "seconds_per_page", "time_vs_ocr", "paragraph_cer", "headings_right"]
+    print_table(report, "compare", columns)
+    print()
+    print_table(report, "long_document", ["pages", "export", "seconds", "answer_mib", "worker_peak_rss_mib"])
     return 0
 
 
