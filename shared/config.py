@@ -112,6 +112,11 @@ class ServingSettings(BaseModel):
     """Image formats accepted (GIF: its first frame); others get 422."""
     url_inputs: UrlInputSettings = Field(default_factory=UrlInputSettings)
     """Inputs given as URLs: off unless enabled (the `url_inputs.*` keys)."""
+    unserved_switches: Literal["refuse", "turn_off"] = "refuse"
+    """A request switch that needs a model this server lacks (PP-StructureV3's `useChartRecognition`,
+    `useFormulaRecognition`...): `refuse` answers 422 naming the model; `turn_off` serves the request
+    with the switch off and says so in each page's `prunedResult.warnings` (for clients that always
+    send such switches, e.g. paddleocr-mcp's `useChartRecognition: true`)."""
     # Files handed out by URL (frontend/file_store.py)
     return_urls: bool = False
     """PaddleX 3.7's: answer pictures and exported files as URLs this server serves (`GET /files/...`,

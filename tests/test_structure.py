@@ -456,3 +456,32 @@ def test_a_real_pdf_made_by_others_is_read_from_its_own_text_as_ocr_reads_it(str
     running = [p for p in paragraphs(markdown) if len(p) > 80 and not p.startswith(("#", "<"))]
     close = [p for p in running if min(cer(p, q) for q in read) <= 0.05]
     assert len(running) >= 5 and len(close) >= 0.9 * len(running), (running, read)
+
+
+def test_switches_for_models_this_server_lacks_can_be_turned_off_and_said(work_dir: Path) -> None:
+    """Serving.unserved_switches: turn_off, for clients that always send such switches (the
+    basic-serving MCP server sends useChartRecognition: true): the page is read with them off,
+    model_settings says so, and each page's warnings name what was turned off and why."""
+    config = shipped_config(
+        work_dir, "PP-StructureV3", {"instances_per_device": 1, "unserved_switches": "turn_off"}
+    )
+    server = start_server(config, work_dir)
+    try:
+        payload = {
+            "file": base64.b64encode(text_layers.typed()).decode(),
+            "useChartRecognition": True,
+            "useFormulaRecognition": True,
+            "useDocUnwarping": True,
+        }
+        (entry,) = result(post(server, ROUTE, payload))["layoutParsingResults"]
+        pruned = entry["prunedResult"]
+        assert [w.split(" was turned off")[0] for w in pruned["warnings"]] == [
+            "useFormulaRecognition", "useChartRecognition", "useDocUnwarping",
+        ]  # fmt: skip
+        assert "PP-Chart2Table" in pruned["warnings"][1]
+        assert pruned["model_settings"]["use_chart_recognition"] is False
+        assert text_layers.SECTION in entry["markdown"]["text"]
+        plain = result(post(server, ROUTE, {"file": payload["file"]}))["layoutParsingResults"][0]
+        assert "warnings" not in plain["prunedResult"]
+    finally:
+        stop_and_check_clean(server)

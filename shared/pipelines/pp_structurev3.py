@@ -40,7 +40,7 @@ from pxserve.shared.pipelines._document_requests import (
     SealDetectionFields,
     TextDetectionFields,
 )
-from pxserve.shared.pipelines.doc_preprocessor import check_switches
+from pxserve.shared.pipelines.doc_preprocessor import NO_UNWARPING, check_switches
 from pxserve.shared.pipelines.ocr import Ocr
 from pxserve.shared.pipelines.seal_recognition import LayoutOptions, SealRecognition
 from pxserve.shared.pipelines.table_recognition import TableRecognition
@@ -147,6 +147,7 @@ class StructureParams(BaseModel):
     markdown_images: bool = True
     docx: bool = False
     text_layer: bool | None = None
+    warnings: list[str] = []  # switches turned off (Serving.unserved_switches), for the answer
     visualize: bool | None = None
     max_pages: int | None = None
     page: int | None = None
@@ -177,6 +178,9 @@ class StructurePrunedResult(BaseModel):
         default=None,
         description="pxserve's: for a PDF page, whether its own text was read instead of OCR (used), "
         "and if not, why (reason); ocr_regions: layout regions OCR read (pictures of text)",
+    )
+    warnings: list[str] | None = Field(
+        default=None, description="pxserve's: request switches turned off (Serving.unserved_switches)"
     )
 
 
@@ -251,21 +255,8 @@ class PPStructureV3(Pipeline):
             raise ConfigError(f"{source}: layout_merge_bboxes_mode must be one of {MERGE_MODES}")
 
     async def parse(self, request: LayoutParsingRequest, images: ImageLoader) -> Task:
+        warnings = self._unserved_switches(request)
         check_switches(self, request.useDocOrientationClassify, request.useDocUnwarping)
-        for switch, why in MISSING_MODELS.items():
-            if getattr(request, switch):
-                raise invalid(switch, f"{why}, which this server does not serve")
-        if request.useRegionDetection and not self.has_regions:
-            raise invalid(
-                "useRegionDetection",
-                f"this server has no region model (SubModules.{REGION}: a PaddleX PP-DocBlockLayout export)",
-            )
-        ocr = self.sub_pipelines[OCR_PIPELINE]
-        if request.useTextlineOrientation and not (isinstance(ocr, Ocr) and ocr.has_orientation):
-            raise invalid(
-                "useTextlineOrientation",
-                f"this server's {OCR_PIPELINE} has no text-line orientation model (TextLineOrientation)",
-            )
         data, is_pdf = await images.read_document(request.file, request.fileType)
         params = StructureParams(
             doc_orientation=request.useDocOrientationClassify,
@@ -295,7 +286,29 @@ class PPStructureV3(Pipeline):
             visualize=request.visualize,
             max_pages=self.max_pdf_pages if is_pdf else None,
         )
+        params.warnings = warnings
         return Task(0, params.model_dump(exclude_none=True), data, "pdf" if is_pdf else "image")
+
+    def _unserved_switches(self, request: LayoutParsingRequest) -> list[str]:
+        """Switches asking for a model this server lacks: a 422 naming it, or (with
+        ``Serving.unserved_switches: turn_off``) each turned off in ``request``, and said so."""
+        ocr = self.sub_pipelines[OCR_PIPELINE]
+        unserved = {name: f"{why}, which this server does not serve" for name, why in MISSING_MODELS.items()}
+        unserved["useDocUnwarping"] = NO_UNWARPING
+        if not self.has_regions:
+            unserved["useRegionDetection"] = (
+                f"this server has no region model (SubModules.{REGION}: a PaddleX PP-DocBlockLayout export)"
+            )
+        if not (isinstance(ocr, Ocr) and ocr.has_orientation):
+            unserved["useTextlineOrientation"] = (
+                f"this server's {OCR_PIPELINE} has no text-line orientation model (TextLineOrientation)"
+            )
+        asked = [switch for switch in unserved if getattr(request, switch)]
+        if asked and self.config.Serving.unserved_switches == "refuse":
+            raise invalid(asked[0], unserved[asked[0]])
+        for switch in asked:
+            setattr(request, switch, False)
+        return [f"{field} was turned off: {unserved[field]} (Serving.unserved_switches)" for field in asked]
 
 
 PIPELINE = PPStructureV3

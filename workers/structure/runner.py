@@ -86,6 +86,7 @@ class AssembleParams(BaseModel):
     text_layer: dict[str, Any] | None = None
     ocr_regions: list[list[float]] = []
     text_layer_res: dict[str, Any] | None = None  # what the answer says of it
+    warnings: list[str] = []  # request switches turned off (Serving.unserved_switches)
     markdown_images: bool = True  # False: markdown has no images (PaddleX 3.7's returnMarkdownImages)
     docx: bool = False  # the page as a Word file too (outputFormats: ["docx"])
     page: int | None = None  # which page of a PDF (for the export's file name)
@@ -213,6 +214,7 @@ class StructureRunner(DocumentRunner):
             text_layer=layer,
             ocr_regions=[boxes[i]["coordinate"] for i in ocr_regions],
             text_layer_res=layer_res,
+            warnings=params.warnings,
             model_settings={
                 "use_doc_preprocessor": page.doc is not None,
                 "use_pdf_text_layer": layer is not None,
@@ -350,6 +352,8 @@ class StructureRunner(DocumentRunner):
         pruned["formula_res_list"] = []
         if params.text_layer_res is not None:
             pruned["text_layer_res"] = params.text_layer_res
+        if params.warnings:
+            pruned["warnings"] = params.warnings
         markdown: dict[str, Any] = {"text": text}
         if params.markdown_images:
             markdown["images"] = {path: b64 for path, b64 in images.items() if path in used}
