@@ -60,6 +60,15 @@ def png_base64(image: np.ndarray) -> str:
     return pybase64.b64encode(encoded.tobytes()).decode("ascii") if ok else ""
 
 
+def crop_box(image: np.ndarray, box: list[float] | tuple[float, ...], pad: int = 0) -> np.ndarray:
+    """The pixels of ``[x0, y0, x1, y1]`` (grown by ``pad``, clipped to the image, at least 1 px)."""
+    height, width = image.shape[:2]
+    x0, y0 = max(0, int(box[0]) - pad), max(0, int(box[1]) - pad)
+    x1 = min(width, max(x0 + 1, int(np.ceil(box[2])) + pad))
+    y1 = min(height, max(y0 + 1, int(np.ceil(box[3])) + pad))
+    return image[y0:y1, x0:x1]
+
+
 def rotate(image: np.ndarray, angle: int) -> np.ndarray:
     """Turn counter-clockwise by ``angle`` degrees onto a canvas that holds all of it.
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pxserve.workers.page_images import crop_box
+
 Box = tuple[float, float, float, float]
 
 FINGERPRINT_BYTES = 1 << 16  # a file is known by its length and its first 64 KiB
@@ -143,11 +145,6 @@ def _read(pdfium, page, textpage, size: tuple[int, int]) -> PageText:
     if count <= 0:
         return PageText(reason="it has no text layer", images=_images(pdfium, page, size))
 
-    def to_pixels(x: float, y: float) -> tuple[int, int]:
-        dx, dy = ctypes.c_int(), ctypes.c_int()
-        pdfium.FPDF_PageToDevice(page, 0, 0, width, height, 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
-        return dx.value, dy.value
-
     scale = width / max(1.0, float(pdfium.FPDF_GetPageWidthF(page)))  # pixels per point
     rect = pdfium.FS_RECTF()
     name = ctypes.create_string_buffer(128)
@@ -206,7 +203,11 @@ def _read(pdfium, page, textpage, size: tuple[int, int]) -> PageText:
             continue
         if not pdfium.FPDFText_GetLooseCharBox(textpage, i, ctypes.byref(rect)):
             continue
-        corners = [to_pixels(x, y) for x in (rect.left, rect.right) for y in (rect.top, rect.bottom)]
+        corners = [
+            _to_pixels(pdfium, page, size, x, y)
+            for x in (rect.left, rect.right)
+            for y in (rect.top, rect.bottom)
+        ]
         box = union([(x, y, x, y) for x, y in corners])
         centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         if not (0 <= centre[0] < width and 0 <= centre[1] < height):
@@ -246,6 +247,13 @@ def _read(pdfium, page, textpage, size: tuple[int, int]) -> PageText:
     return found
 
 
+def _to_pixels(pdfium, page, size: tuple[int, int], x: float, y: float) -> tuple[int, int]:
+    """A point of the page (points, PDF space) in the pixels of the page rendered at ``size``."""
+    dx, dy = ctypes.c_int(), ctypes.c_int()
+    pdfium.FPDF_PageToDevice(page, 0, 0, size[0], size[1], 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
+    return dx.value, dy.value
+
+
 def _runs_across(pdfium, page, textpage, index: int, size: tuple[int, int]) -> bool:
     """Whether character ``index`` runs left to right as the page is shown (its text matrix's
     direction through the page's rotation)."""
@@ -256,12 +264,10 @@ def _runs_across(pdfium, page, textpage, index: int, size: tuple[int, int]) -> b
     if not pdfium.FPDFText_GetCharOrigin(textpage, index, ctypes.byref(x), ctypes.byref(y)):
         return True
     length = max(1e-6, (matrix.a**2 + matrix.b**2) ** 0.5)
-    ends = []
-    for step in (0.0, 100.0):
-        px, py = x.value + step * matrix.a / length, y.value + step * matrix.b / length
-        dx, dy = ctypes.c_int(), ctypes.c_int()
-        pdfium.FPDF_PageToDevice(page, 0, 0, *size, 0, px, py, ctypes.byref(dx), ctypes.byref(dy))
-        ends.append((dx.value, dy.value))
+    ends = [
+        _to_pixels(pdfium, page, size, x.value + step * matrix.a / length, y.value + step * matrix.b / length)
+        for step in (0.0, 100.0)
+    ]
     across, down = ends[1][0] - ends[0][0], ends[1][1] - ends[0][1]
     return across > 0 and abs(down) <= 0.2 * across
 
@@ -277,15 +283,12 @@ def _images(pdfium, page, size: tuple[int, int]) -> list[Box]:
             continue
         if not pdfium.FPDFPageObj_GetBounds(obj, *(ctypes.byref(v) for v in (left, bottom, right, top))):
             continue
-        corners = []
-        for x in (left.value, right.value):
-            for y in (bottom.value, top.value):
-                dx, dy = ctypes.c_int(), ctypes.c_int()
-                pdfium.FPDF_PageToDevice(
-                    page, 0, 0, width, height, 0, x, y, ctypes.byref(dx), ctypes.byref(dy)
-                )
-                corners.append((dx.value, dy.value, dx.value, dy.value))
-        x0, y0, x1, y1 = union(corners)
+        corners = [
+            _to_pixels(pdfium, page, size, x, y)
+            for x in (left.value, right.value)
+            for y in (bottom.value, top.value)
+        ]
+        x0, y0, x1, y1 = union([(x, y, x, y) for x, y in corners])
         box = (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
         if box[2] > box[0] and box[3] > box[1]:
             found.append(box)
@@ -415,15 +418,9 @@ class LayerCheck:
         return reason
 
     def _error(self, line: LayerLine, image: np.ndarray) -> float:
-        (read,) = self.read_lines([_crop(image, line.box)])
+        x0, y0, x1, y1 = line.box  # pixel boxes: their last row and column included
+        (read,) = self.read_lines([np.ascontiguousarray(crop_box(image, (x0, y0, x1 + 1, y1 + 1), pad=2))])
         return _distance(line.text, read)
-
-
-def _crop(image: np.ndarray, box: Box, pad: int = 2) -> np.ndarray:
-    height, width = image.shape[:2]
-    x0, y0 = max(0, int(box[0]) - pad), max(0, int(box[1]) - pad)
-    x1, y1 = min(width, max(x0 + 1, int(box[2]) + 1 + pad)), min(height, max(y0 + 1, int(box[3]) + 1 + pad))
-    return np.ascontiguousarray(image[y0:y1, x0:x1])
 
 
 def _distance(expected: str, found: str) -> float:

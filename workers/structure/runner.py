@@ -45,7 +45,7 @@ from pxserve.workers.document_pages import DocumentParams, DocumentRunner, Page
 from pxserve.workers.ocr import visualize
 from pxserve.workers.ocr.runner import STAGES as OCR_STAGES
 from pxserve.workers.ocr.runner import OcrRunner, Options
-from pxserve.workers.page_images import decode_bgr, encode_jpeg, encode_png
+from pxserve.workers.page_images import crop_box, decode_bgr, encode_jpeg, encode_png
 from pxserve.workers.structure.blocks import PICTURES, Block, pp_label
 from pxserve.workers.structure.docx_export import page_docx
 from pxserve.workers.structure.markdown import (
@@ -189,16 +189,16 @@ class StructureRunner(DocumentRunner):
             cells_ocr=cells_ocr, det=params.det, score_thresh=params.score_thresh
         )
         for i in tables:
-            crop = _crop(page.image, boxes[i]["coordinate"])
+            crop = crop_box(page.image, boxes[i]["coordinate"])
             children.append(TABLE_STAGES["structure"].task(structure, encode_png(crop), self.table_stage))
         seal_params = OcrParams(det=params.seal_det, score_thresh=params.seal_score_thresh)
         for i in seals:
-            crop = _crop(page.image, boxes[i]["coordinate"])
+            crop = crop_box(page.image, boxes[i]["coordinate"])
             children.append(OCR_STAGES["image"].task(seal_params, encode_png(crop), self.seal_stage))
         # Titles are read again whole: the detector may leave out a section number set apart.
         titles = [i for i, label in enumerate(labels) if label in TITLES]
         if titles and self.ocr is not None and layer is None:
-            crops = [_crop(page.image, boxes[i]["coordinate"], pad=4) for i in titles]
+            crops = [crop_box(page.image, boxes[i]["coordinate"], pad=4) for i in titles]
             children.append(self.ocr.lines_task(crops))
         else:
             titles = []
@@ -385,19 +385,11 @@ def _area(box: list[float]) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
-def _crop(image: np.ndarray, box: list[float], pad: int = 0) -> np.ndarray:
-    height, width = image.shape[:2]
-    x0, y0 = max(0, int(box[0]) - pad), max(0, int(box[1]) - pad)
-    x1 = min(width, max(x0 + 1, int(np.ceil(box[2])) + pad))
-    y1 = min(height, max(y0 + 1, int(np.ceil(box[3])) + pad))
-    return image[y0:y1, x0:x1]
-
-
 def _picture(image: np.ndarray, box: list[float]) -> str:
     """A picture's crop as Base64 JPEG, scaled down if very large."""
     import cv2
 
-    crop = _crop(image, box)
+    crop = crop_box(image, box)
     side = max(crop.shape[:2])
     if side > MAX_PICTURE_SIDE:
         scale = MAX_PICTURE_SIDE / side
