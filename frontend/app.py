@@ -30,6 +30,9 @@ from pxserve.frontend.envelope import (
 )
 from pxserve.frontend.file_store import FILES, FileStore, add_file_routes, public_base
 from pxserve.frontend.file_store import PREFIX as FILES_PREFIX
+from pxserve.frontend.jobs.files import PREFIX as JOB_FILES_PREFIX
+from pxserve.frontend.jobs.routes import add_job_routes, job_envelope_middleware
+from pxserve.frontend.jobs.runner import JobPipeline
 from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.openapi import openapi_document
 from pxserve.frontend.page_answers import (
@@ -205,7 +208,8 @@ def create_app(
             access_log_middleware,
             telemetry.middleware,
             envelope_middleware,
-            auth_middleware(keys, open_paths(serving), (ASSETS_PREFIX, FILES_PREFIX)),
+            job_envelope_middleware,
+            auth_middleware(keys, open_paths(serving), (ASSETS_PREFIX, FILES_PREFIX, JOB_FILES_PREFIX)),
         ],
     )
     routes: dict[str, Route] = {}
@@ -232,4 +236,9 @@ def create_app(
     add_docs_routes(app, f"pxserve: {', '.join(p.name for p in pipelines)}")
     for path in routes:
         app.router.add_post(path, infer)
+    jobs = add_job_routes(
+        app, serving, engine, {r.name: JobPipeline(r.pipeline, r.images) for r in routes.values()}
+    )
+    if jobs is not None:
+        telemetry.track_jobs(jobs.runner)
     return app

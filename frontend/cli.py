@@ -79,6 +79,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--use_hpip", action="store_true", help="use the high-performance backend")
     parser.add_argument("--hpi_config", help="high-performance inference settings, a Python dict literal")
+    parser.add_argument(
+        "--data-dir",
+        "--data_dir",
+        dest="data_dir",
+        help="where jobs and handed-out files are kept (default: Serving.data_dir, else $PXSERVE_DATA_DIR, "
+        "else ~/.local/share/pxserve)",
+    )
+    parser.add_argument(
+        "--job-store",
+        "--job_store",
+        dest="job_store",
+        default=os.environ.get("PXSERVE_JOB_STORE"),
+        help="job state for a fleet: a postgresql:// URL (default $PXSERVE_JOB_STORE, else SQLite in the "
+        "data directory)",
+    )
+    parser.add_argument(
+        "--job-model-alias",
+        "--job_model_alias",
+        dest="job_model_aliases",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="read jobs sent for model NAME with MODEL, e.g. PaddleOCR-VL-1.6=PP-StructureV3 (repeatable)",
+    )
     parser.add_argument("--serial_number", help="accepted for PaddleX compatibility; not needed")
     parser.add_argument("--update_license", action="store_true", help="accepted; not needed")
     parser.add_argument(
@@ -111,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port < 65536:  # 0: any free port (the log says which)
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
 
-    config = load_server_config(args.pipeline)
+    config = with_job_flags(load_server_config(args.pipeline), args)
     engine = resolve_engine(args.engine, args.use_hpip, hpi, config.pipelines)
     pipelines = load_pipelines(config)
     onnx = engine != "paddle"
@@ -136,6 +160,24 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+def with_job_flags(config: ServerConfig, args: argparse.Namespace) -> ServerConfig:
+    """The command line's data directory, job store and model aliases over the config's."""
+    jobs = config.engine.jobs
+    aliases = dict(jobs.model_aliases)
+    for item in args.job_model_aliases:
+        name, _, model = item.partition("=")
+        if not name.strip() or not model.strip():
+            raise ConfigError(
+                f"--job-model-alias takes NAME=MODEL (e.g. PaddleOCR-VL-1.6=PP-StructureV3), got {item!r}"
+            )
+        aliases[name.strip()] = model.strip()
+    jobs = jobs.model_copy(update={"model_aliases": aliases, "store": args.job_store or jobs.store})
+    update: dict[str, object] = {"jobs": jobs}
+    if args.data_dir:
+        update["data_dir"] = args.data_dir
+    return config.model_copy(update={"engine": config.engine.model_copy(update=update)})
 
 
 def load_pipelines(config: ServerConfig) -> list[Pipeline]:

@@ -49,7 +49,7 @@ import itertools
 import logging
 import signal
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,9 +127,14 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._backlogs: dict[str, deque[_Pending]] = {name: deque() for name in self.settings}
+        self._background: dict[str, deque[_Pending]] = {name: deque() for name in self.settings}
         # One batch running and one queued behind it keeps a worker busy;
         # anything more waits here, where dropping it is free.
         self.max_outstanding = 2 * config.engine.max_batch_size
+        # Background tasks (jobs' pages) a worker holds at once: one batch, so a request's task
+        # sent while jobs run finds little ahead of it.
+        self.max_background = config.engine.max_batch_size
+        self._held_background: dict[int, int] = {}  # id(worker handle) -> background tasks it holds
         # Pages of one streamed document running or done and not yet sent (see STREAM_PAGES_PER_WORKER).
         self.stream_window = STREAM_PAGES_PER_WORKER * max(1, len(supervisor.plan))
         self.stream_start = max(1, len(supervisor.plan))  # ... and until its first page is back
@@ -172,12 +177,23 @@ class EngineClient:
         async with self._deadline(pipeline, deadline):
             return await self._complete(task.in_pipeline(pipeline), reading or Reading())
 
-    async def open_stream(self, pipeline: str, task: Task, deadline: float) -> Outcome | PageStream:
+    async def open_stream(
+        self,
+        pipeline: str,
+        task: Task,
+        deadline: float,
+        pages: Collection[int] | None = None,
+        background: bool = False,
+    ) -> Outcome | PageStream:
         """Run a streamed request's first task by ``deadline``: a document's pages come back as a
         :class:`PageStream`, not yet started; any other answer runs to its final outcome, as
         :meth:`submit`. Each page must then be done within ``request_timeout_s`` of the one
-        before it was taken (504 otherwise), however long the whole document takes."""
-        task = task.in_pipeline(pipeline, streamed=True)
+        before it was taken (504 otherwise), however long the whole document takes.
+
+        ``pages``: only these of the document's pages (0-based) are run, in order (a job's
+        page ranges, or the pages it has not read yet). ``background``: its tasks go after every
+        request's (a job's; see the module docstring)."""
+        task = task.in_pipeline(pipeline, streamed=True, background=background)
         async with self._deadline(pipeline, deadline):
             outcome = await self._run_retrying(task)
             if outcome.status != FAN_OUT:
@@ -186,7 +202,8 @@ class EngineClient:
             if plan.pages is None:
                 return await self._follow(task, plan, Reading())
         timeout = self.settings[pipeline].request_timeout_s
-        return PageStream(plan.pages, self._pages_in_order(task, plan.children, timeout))
+        children = plan.children if pages is None else [c for i, c in enumerate(plan.children) if i in pages]
+        return PageStream(plan.pages, self._pages_in_order(task, children, timeout))
 
     @contextlib.asynccontextmanager
     async def _deadline(self, pipeline: str, deadline: float) -> AsyncIterator[None]:
@@ -317,7 +334,7 @@ class EngineClient:
         self._pending[request_id] = pending
         try:
             if not self._dispatch(pending):
-                self._backlogs[task.pipeline].append(pending)
+                self._backlog_of(pending).append(pending)
             return await pending.future
         finally:
             self._pending.pop(request_id, None)
@@ -328,25 +345,42 @@ class EngineClient:
         """Nobody waits for this task any more: never send it, or tell its worker to skip it."""
         if pending.worker is None:
             with contextlib.suppress(ValueError):
-                self._backlogs[pending.task.pipeline].remove(pending)
+                self._backlog_of(pending).remove(pending)
             return
-        pending.worker.settle(pending.task.pipeline)
+        self._settle(pending.worker, pending)
         pending.worker.cancels.cancel(pending.task.request_id)
         self.on_drop()
         self._flush_backlog()  # its place in the worker's share is free
 
     # -- dispatch ----------------------------------------------------------
+    def _backlog_of(self, pending: _Pending) -> deque[_Pending]:
+        backlogs = self._background if pending.task.background else self._backlogs
+        return backlogs[pending.task.pipeline]
+
+    def _settle(self, handle: WorkerHandle, pending: _Pending) -> None:
+        """The worker no longer holds this task (answered or dropped)."""
+        handle.settle(pending.task.pipeline)
+        if pending.task.background and id(handle) in self._held_background:
+            self._held_background[id(handle)] -= 1
+
     def _dispatch(self, pending: _Pending) -> bool:
         """Write the task to the least-loaded ready worker; False if all are full.
 
         Full means its ring is, or it holds ``max_outstanding`` tasks of this pipeline already.
+        A background task waits while any request's task does, and a worker holds at most
+        ``max_background`` of them.
         """
+        background = pending.task.background
+        if background and any(self._backlogs.values()):
+            return False
         frame = pending.task.frame()
         pipeline = pending.task.pipeline
         ready = (
             h
             for h in self.supervisor.workers.values()
-            if h.ready and h.outstanding_by.get(pipeline, 0) < self.max_outstanding
+            if h.ready
+            and h.outstanding_by.get(pipeline, 0) < self.max_outstanding
+            and not (background and self._held_background.get(id(h), 0) >= self.max_background)
         )
         workers = sorted(ready, key=lambda h: h.outstanding)
         for handle in workers:
@@ -357,6 +391,8 @@ class EngineClient:
             except RecordTooLargeError:
                 raise RequestError(413, self._too_large(pending.task)) from None
             handle.take(pipeline)
+            if background:
+                self._held_background[id(handle)] = self._held_background.get(id(handle), 0) + 1
             pending.worker = handle
             # A worker that died a moment ago is not reaped yet: its bell is
             # broken, and the task just written is retried once it is reaped.
@@ -377,11 +413,17 @@ class EngineClient:
         )
 
     def _flush_backlog(self) -> None:
-        """Send what waits here, one task of each pipeline in turn, while workers take them."""
+        """Send what waits here, one task of each pipeline in turn, while workers take them;
+        background tasks once no request's task waits."""
+        self._flush(self._backlogs)
+        if not any(self._backlogs.values()):
+            self._flush(self._background)
+
+    def _flush(self, backlogs: dict[str, deque[_Pending]]) -> None:
         progress = True
         while progress:
             progress = False
-            for backlog in self._backlogs.values():
+            for backlog in backlogs.values():
                 while backlog and backlog[0].future.done():
                     backlog.popleft()
                 if not backlog:
@@ -414,7 +456,7 @@ class EngineClient:
             pending = self._pending.get(outcome.request_id)
             if pending is None or pending.worker is not handle or pending.future.done():
                 continue  # its request timed out, or was retried elsewhere
-            handle.settle(pending.task.pipeline)
+            self._settle(handle, pending)
             pending.future.set_result(outcome)
 
     def _worker_ready(self, handle: WorkerHandle) -> None:
@@ -434,4 +476,5 @@ class EngineClient:
                 pending.future.set_exception(lost)
         handle.outstanding = 0
         handle.outstanding_by.clear()
+        self._held_background.pop(id(handle), None)
         handle.pieces.clear()

@@ -42,6 +42,7 @@ MEDIA_TYPES = {
     ".jpg": "image/jpeg",
     ".png": "image/png",
     ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".jsonl": "application/jsonl; charset=utf-8",
 }
 # Result fields that hold Base64 files: one file, or a map of names to files.
 SINGLE_FILES = ("image", "outputImage", "ocrImage", "docPreprocessingImage", "inputImage")
@@ -62,10 +63,11 @@ def data_dir(serving: ServingSettings) -> Path:
 class FileStore:
     """Answers' files on disk, each answer's under a token of its own."""
 
-    def __init__(self, folder: Path, ttl_s: float, max_bytes: int) -> None:
+    def __init__(self, folder: Path, ttl_s: float, max_bytes: int, url_prefix: str = PREFIX) -> None:
         self.folder = folder
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
+        self.url_prefix = url_prefix  # the route its files are served under
 
     @classmethod
     def of(cls, serving: ServingSettings) -> FileStore:
@@ -74,18 +76,25 @@ class FileStore:
 
     def open(self) -> None:
         """Create the folder (a clear startup error if it cannot be) and drop what has expired."""
+        self.open_folder("Serving.return_urls")
+        self.sweep()
+
+    def open_folder(self, setting: str) -> None:
+        """Create the folder, or fail with a startup error naming the ``setting`` that needs it."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             probe = self.folder / f".probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise ConfigError(f"Serving.return_urls: cannot write to {self.folder}: {exc.strerror}") from None
-        self.sweep()
+            raise ConfigError(f"{setting}: cannot write to {self.folder}: {exc.strerror}") from None
 
-    def put_answer(self, result: dict[str, Any], base_url: str) -> dict[str, Any]:
-        """``result`` with every Base64 file it holds written out and replaced by its URL."""
-        token = secrets.token_urlsafe(16)
+    def put_answer(
+        self, result: dict[str, Any], base_url: str, token: str | None = None, prefix: str = ""
+    ) -> dict[str, Any]:
+        """``result`` with every Base64 file it holds written out and replaced by its URL: under a
+        new token, or ``token``'s folder with names starting ``prefix`` (a job's page)."""
+        token = token or new_token()
         folder = self.folder / token
         names: set[str] = set()
 
@@ -94,10 +103,10 @@ class FileStore:
                 data = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
                 return value  # not a file: left as it is
-            filename = _unique(_safe_name(name, data), names)
+            filename = _unique(prefix + _safe_name(name, data), names)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / filename).write_bytes(data)
-            return f"{base_url}{PREFIX}{token}/{filename}"
+            return f"{base_url}{self.url_prefix}{token}/{filename}"
 
         _replace_files(result, put)
         return result
@@ -179,15 +188,24 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
+def new_token() -> str:
+    """A folder name nobody can guess: 128 random bits."""
+    return secrets.token_urlsafe(16)
+
+
 FILES = web.AppKey("files", FileStore)
 
 
-async def serve_file(request: web.Request) -> web.StreamResponse:
-    path = request.app[FILES].path_of(request.match_info["token"], request.match_info["name"])
+def file_response(store: FileStore, token: str, name: str) -> web.FileResponse:
+    path = store.path_of(token, name)
     if path is None:
         raise RequestError(404, "No such file (its link is wrong or has expired)")
     media = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
     return web.FileResponse(path, headers={"Content-Type": media, "Cache-Control": "private, max-age=3600"})
+
+
+async def serve_file(request: web.Request) -> web.StreamResponse:
+    return file_response(request.app[FILES], request.match_info["token"], request.match_info["name"])
 
 
 def add_file_routes(app: web.Application, store: FileStore) -> None:
@@ -210,7 +228,12 @@ def add_file_routes(app: web.Application, store: FileStore) -> None:
 
 def public_base(request: web.Request, serving: ServingSettings) -> str:
     """The scheme and host clients reach this server at: ``Serving.public_url``, else the request's
-    own (its Host header)."""
+    own (its Host header, or a proxy's ``X-Forwarded-Proto``/``-Host`` when ``jobs.trust_forwarded``)."""
     if serving.public_url:
         return serving.public_url.rstrip("/")
+    if serving.jobs.trust_forwarded:
+        scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+        if scheme in ("http", "https") and re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", host):
+            return f"{scheme}://{host}"
     return str(request.url.origin())

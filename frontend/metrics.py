@@ -80,6 +80,19 @@ class Metrics:
             "Tasks a worker was told to skip: their client left, their deadline passed, or a sibling failed",
             registry=self.registry,
         )
+        self.jobs = Gauge(
+            "pxserve_jobs",
+            "Jobs in the store, by state (all servers sharing it)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.jobs_oldest_pending = Gauge(
+            "pxserve_jobs_oldest_pending_seconds", "Age of the oldest job still waiting to run (0: none)",
+            registry=self.registry,
+        )  # fmt: skip
+        self.job_pages = Counter(
+            "pxserve_job_pages", "Pages read for jobs by this server", registry=self.registry
+        )
         self._pipelines: dict[str, str] = {}  # route path -> pipeline name
         self._worker_rss: Callable[[], dict[str, int]] = dict
         self.registry.register(_WorkerMemory(lambda: self._worker_rss()))
@@ -99,6 +112,15 @@ class Metrics:
     def track_worker_memory(self, rss_by_worker: Callable[[], dict[str, int]]) -> None:
         """Resident bytes of each serving worker, by slot, as the supervisor last read them."""
         self._worker_rss = rss_by_worker
+
+    def track_jobs(self, runner: Any) -> None:
+        """The job runner's last census of the store, and its pages read."""
+        for state in ("pending", "running", "done", "failed"):
+            self.jobs.labels(state).set_function(lambda state=state: runner.counts.get(state, 0))
+        self.jobs_oldest_pending.set_function(
+            lambda: time.time() - runner.oldest_pending if runner.oldest_pending else 0.0
+        )
+        runner.on_page = self.job_pages.inc
 
     def observe_batch(self, stats: dict[str, Any]) -> None:
         """One worker batch: its task count, its time, and each model's inference calls."""

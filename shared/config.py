@@ -65,6 +65,37 @@ class UrlInputSettings(BaseModel):
     """Redirects followed; each hop is checked against the allow-list and the address rules."""
 
 
+class JobSettings(BaseModel):
+    """PaddleOCR's job API at `/api/v2/ocr/jobs` (frontend/jobs/): submit a file, poll, fetch the result."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    """Serve the job API beside the pipelines' routes (for the pipelines a job model needs)."""
+    store: str | None = None
+    """Where job state lives: a `postgresql://` URL, shared by a fleet of servers; default (or
+    `$PXSERVE_JOB_STORE` unset): SQLite in `<data_dir>/jobs/jobs.sqlite3`, this server alone."""
+    results_dir: str | None = None
+    """Uploads, pages read and result files; default `<data_dir>/jobs`. A fleet shares one (a volume)."""
+    model_aliases: dict[str, str] = Field(default_factory=dict)
+    """Job model names read as another, e.g. `PaddleOCR-VL-1.6: PP-StructureV3` for clients that can
+    only send a vision-language model's name (`--job-model-alias`)."""
+    running_per_server: PositiveInt = 2
+    """Jobs one server reads at once; more wait `pending`. Direct requests always go first."""
+    lease_s: PositiveFloat = 30.0
+    """A server renews its hold on a running job this often (a third of it); a job whose server stopped
+    renewing (killed) is taken over by any server after this long, from its last page read."""
+    retention_hours: PositiveFloat = 24.0
+    """A finished job, its result and pictures are kept this long, then deleted."""
+    max_storage_mb: PositiveFloat = 10240.0
+    """Disk the jobs' files may take; a submit beyond it gets 503 with `Retry-After`."""
+    max_pending: PositiveInt = 1000
+    """Jobs waiting to run; a submit beyond it gets 429 with `Retry-After`."""
+    trust_forwarded: bool = False
+    """Behind a proxy: build result URLs from `X-Forwarded-Proto`/`X-Forwarded-Host` (else from `Host`,
+    or `public_url` when set)."""
+
+
 class ServingSettings(BaseModel):
     """Engine settings; every one has a default that suits the machine."""
 
@@ -127,6 +158,8 @@ class ServingSettings(BaseModel):
     public_url: str | None = None
     """The scheme and host clients reach this server at, for the URLs it hands out (behind a proxy);
     default: the request's own Host."""
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    """PaddleOCR's job API (the `jobs.*` keys)."""
     file_ttl_hours: PositiveFloat = 24.0
     """How long a URL handed out keeps working."""
     max_file_storage_mb: PositiveFloat = 2048.0
@@ -365,7 +398,7 @@ ENGINE_KEYS = (
     "instances_per_device", "cpu_threads", "max_batch_size", "max_queue_delay_ms",
     "worker_stall_timeout_s", "max_worker_memory_mb", "max_result_mb", "api_keys",
     "auth_health", "auth_metrics", "request_ring_mb", "response_ring_mb",
-    "data_dir", "public_url", "file_ttl_hours", "max_file_storage_mb",
+    "data_dir", "public_url", "file_ttl_hours", "max_file_storage_mb", "jobs",
 )  # fmt: skip
 
 

@@ -42,6 +42,7 @@ import orjson
 _TASK_HEADER = struct.Struct("<QHHHII")
 _SOLO = 0x1
 _STREAMED = 0x2
+_BACKGROUND = 0x4
 _LENGTH = struct.Struct("<I")
 # Outcome statuses that are not HTTP statuses; they never reach a client.
 FAN_OUT = 1  # the body is a FanOut
@@ -77,6 +78,9 @@ class Task:
     # ``application/x-ndjson`` answer): a PDF stage reads up to
     # ``Serving.max_stream_pages`` and leaves each page's checks to that page.
     streamed: bool = False
+    # Work no client is waiting on at the door (a job's pages): the front sends it only while no
+    # request's task waits, and a worker takes a request's task before it (workers/task_queues.py).
+    background: bool = False
 
     def frame(self) -> tuple[bytes, bytes, bytes | memoryview]:
         """The parts of one ring record, without joining the payload bytes."""
@@ -85,6 +89,7 @@ class Task:
         # stage's pydantic model reads them back as what they were.
         params = orjson.dumps(self.params, option=orjson.OPT_NON_STR_KEYS)
         flags = (_SOLO if self.solo else 0) | (_STREAMED if self.streamed else 0)
+        flags |= _BACKGROUND if self.background else 0
         header = _TASK_HEADER.pack(
             self.request_id, flags, len(pipeline), len(stage), len(params), len(self.image)
         )
@@ -103,23 +108,36 @@ class Task:
         params = orjson.loads(record[start : start + params_len])
         image_start = start + params_len
         image = memoryview(record)[image_start : image_start + image_len]
-        return cls(request_id, params, image, stage, bool(flags & _SOLO), pipeline, bool(flags & _STREAMED))
+        return cls(
+            request_id, params, image, stage, bool(flags & _SOLO), pipeline, bool(flags & _STREAMED),
+            bool(flags & _BACKGROUND),
+        )  # fmt: skip
 
     def with_id(self, request_id: int, solo: bool = False) -> Task:
         return replace(self, request_id=request_id, solo=solo)
 
-    def in_pipeline(self, pipeline: str, streamed: bool = False) -> Task:
-        return replace(self, pipeline=pipeline, streamed=streamed)
+    def in_pipeline(self, pipeline: str, streamed: bool = False, background: bool = False) -> Task:
+        return replace(self, pipeline=pipeline, streamed=streamed, background=background)
 
     def child_of(self, parent: Task) -> Task:
         """This fan-out task, run in its parent's pipeline, on its parent's payload if it asked for it."""
         payload = parent.image if self.image is PARENT_PAYLOAD else self.image
-        return Task(self.request_id, self.params, payload, self.stage, False, parent.pipeline)
+        return Task(
+            self.request_id,
+            self.params,
+            payload,
+            self.stage,
+            False,
+            parent.pipeline,
+            background=parent.background,
+        )
 
     def with_children(self, results: list[bytes]) -> Task:
         """This continuation with its children's JSON results (not re-encoded)."""
         params = {**self.params, "children": [orjson.Fragment(r) for r in results]}
-        return Task(self.request_id, params, self.image, self.stage, False, self.pipeline)
+        return Task(
+            self.request_id, params, self.image, self.stage, False, self.pipeline, background=self.background
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,11 @@ the queues hold fewer bytes than ``max_bytes`` (the ring's size): a copy of
 a record here costs heap, and the pages of a large PDF each carry the file.
 So a worker's queued work costs at most its ring again; behind that much
 work of one pipeline, another's task waits in the ring until it is read.
+
+Within a pipeline, a request's tasks go before *background* ones (a job's
+pages, see frontend/jobs/): each queue holds its foreground tasks first, in
+arrival order, then its background ones, so a request sent while jobs run
+waits for the batch in hand, not for the jobs' queue.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pxserve.shared.messages import Task
 class TaskQueues:
     def __init__(self, pipelines: list[str], max_bytes: int = 1 << 62) -> None:
         self._queues: dict[str, deque[Task]] = {name: deque() for name in pipelines}
+        self._foreground = dict.fromkeys(pipelines, 0)  # the queue's leading tasks that are not background
         self._order = list(pipelines)
         self._turn = 0  # index into _order of the pipeline served next
         self.max_bytes = max_bytes
@@ -40,13 +46,19 @@ class TaskQueues:
         queue = self._queues.get(task.pipeline)
         if queue is None:
             return False
-        queue.append(task)
+        if task.background:
+            queue.append(task)
+        else:
+            queue.insert(self._foreground[task.pipeline], task)
+            self._foreground[task.pipeline] += 1
         self.bytes += len(task.image)
         return True
 
     def _pop(self, queue: deque[Task]) -> Task:
         task = queue.popleft()
         self.bytes -= len(task.image)
+        if not task.background:
+            self._foreground[task.pipeline] -= 1
         return task
 
     def __len__(self) -> int:
