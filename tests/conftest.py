@@ -174,6 +174,7 @@ def start_server(
     *args: str,
     env: dict[str, str] | None = None,
     wait: bool = True,
+    preexec_fn: Callable[[], Any] | None = None,
 ) -> Server:
     port = free_port()
     log_path = tmp / f"server-{port}.log"
@@ -181,8 +182,9 @@ def start_server(
     command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=tmp
-        )
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=tmp,
+            preexec_fn=preexec_fn,
+        )  # fmt: skip
     server = Server(process, port, log_path)
     if wait:
         try:
@@ -219,6 +221,14 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private model cache for every test, so none touches (or relies on) the user's."""
     path = tmp_path_factory.mktemp("cache")
     os.environ["PXSERVE_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private data directory (jobs, files handed out by URL), so no test writes to the user's."""
+    path = tmp_path_factory.mktemp("data")
+    os.environ["PXSERVE_DATA_DIR"] = str(path)
     return path
 
 

@@ -78,19 +78,24 @@ class JobFiles:
             yield orjson.loads((self.folder(token) / _PAGES / f"{index:06d}").read_bytes())
 
     def write_result(
-        self, token: str, pages_field: str, data_info: dict[str, Any], indices: list[int]
+        self,
+        token: str,
+        pages_field: str,
+        data_info: dict[str, Any],
+        indices: list[int],
+        about: dict[str, Any],
     ) -> None:
-        """The result file: one ``{"result": {<pages_field>: [page], "dataInfo"}}`` line per page, in
-        order, each with the whole document's ``dataInfo`` (clients merge it line by line)."""
+        """The result file: one ``{"result": {<pages_field>: [page], "dataInfo", "jobInfo"}}`` line per
+        page, in order, each with the whole document's ``dataInfo`` (clients merge it line by line);
+        ``jobInfo`` (``about``) says which pipeline read the job, and why, when not the one named."""
         target = self.folder(token) / RESULT
         partial = target.with_name(".result.partial")
-        info = orjson.dumps(data_info)
+        info, job_info = orjson.dumps(data_info), orjson.dumps(about)
         with partial.open("wb") as out:
-            for page in self.read_pages(token, indices):
-                out.write(
-                    b'{"result":{"%s":[%s],"dataInfo":%s}}\n'
-                    % (pages_field.encode(), orjson.dumps(page), info)
-                )
+            for index in indices:
+                page = (self.folder(token) / _PAGES / f"{index:06d}").read_bytes()
+                line = b'{"result":{"%s":[%s],"dataInfo":%s,"jobInfo":%s}}\n'
+                out.write(line % (pages_field.encode(), page, info, job_info))
             out.flush()
             os.fsync(out.fileno())
         partial.replace(target)

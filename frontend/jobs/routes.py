@@ -130,6 +130,11 @@ async def submit(request: web.Request) -> web.Response:
         else:
             await _read_json(request, sub)
         job = await _accept(request, jobs, sub)
+    except OSError as exc:  # the results location is full or gone
+        await asyncio.to_thread(jobs.files.delete, sub.token)
+        raise RequestError(
+            503, f"cannot store the upload: {exc.strerror or exc}; submit again later"
+        ) from None
     except BaseException:
         await asyncio.to_thread(jobs.files.delete, sub.token)
         raise
@@ -301,8 +306,10 @@ def _when(moment: float | None) -> str | None:
     return time.strftime(TIME_FORMAT, time.gmtime(moment)) if moment else None
 
 
-def status_of(job: Job) -> dict[str, Any]:
-    """A job as PaddleOCR's clients read it (``state`` exactly one of the four)."""
+def status_of(job: Job, base_url: str) -> dict[str, Any]:
+    """A job as PaddleOCR's clients read it (``state`` exactly one of the four); its result URL
+    on ``base_url``, where the client asking reaches this server (a restarted server, or another
+    of a fleet, may be somewhere else than the one it was submitted to)."""
     data: dict[str, Any] = {
         "jobId": job.job_id,
         "state": job.state,
@@ -320,14 +327,10 @@ def status_of(job: Job) -> dict[str, Any]:
     if job.notes:
         data["notes"] = job.notes
     if job.state == "done":
-        data["resultUrl"] = {"jsonUrl": result_url(job)}
+        data["resultUrl"] = {"jsonUrl": f"{base_url}{FILES_PREFIX}{job.token}/{RESULT}"}
     elif job.state == "failed":
         data["errorMsg"] = job.error or "failed"
     return data
-
-
-def result_url(job: Job) -> str:
-    return f"{job.base_url}{FILES_PREFIX}{job.token}/{RESULT}"
 
 
 async def _own_job(request: web.Request) -> Job:
@@ -344,7 +347,7 @@ async def status(request: web.Request) -> web.StreamResponse:
     pipeline = jobs.pipelines[job.pipeline].pipeline if job.pipeline in jobs.pipelines else None
     if job.state == "done" and pipeline is not None and (media := wanted_document(request, pipeline)):
         return await document(request, jobs, job, media)
-    return answer(request, status_of(job))
+    return answer(request, status_of(job, public_base(request, jobs.serving)))
 
 
 async def batch(request: web.Request) -> web.Response:
@@ -353,7 +356,8 @@ async def batch(request: web.Request) -> web.Response:
     found = await asyncio.to_thread(jobs.store.in_batch, batch_id, jobs.owner_of(request))
     if not found:
         raise RequestError(404, "no such batch")
-    return answer(request, {"batchId": batch_id, "extractResult": [status_of(j) for j in found]})
+    base = public_base(request, jobs.serving)
+    return answer(request, {"batchId": batch_id, "extractResult": [status_of(j, base) for j in found]})
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -363,8 +367,9 @@ async def cancel(request: web.Request) -> web.Response:
         raise RequestError(409, f"job {job.job_id} has already finished ({job.state})")
     if await asyncio.to_thread(jobs.store.cancel, job.job_id, "cancelled by the client"):
         jobs.runner.cancel(job.job_id)
+        await asyncio.to_thread(jobs.files.delete, job.token)
         log.info("job %s (logId=%s): failed: cancelled by the client", job.job_id, job.log_id)
-    return answer(request, status_of(await _own_job(request)))
+    return answer(request, status_of(await _own_job(request), public_base(request, jobs.serving)))
 
 
 # -- files ------------------------------------------------------------------------

@@ -87,6 +87,7 @@ class JobRunner:
     # -- the loop --------------------------------------------------------------
     async def run(self) -> None:
         """Claim and read jobs until cancelled (the server stops)."""
+        await self.take_back_from_dead()
         census_due = 0.0
         loop = asyncio.get_running_loop()
         while True:
@@ -94,7 +95,9 @@ class JobRunner:
                 await self.refresh_census()
                 census_due = loop.time() + CENSUS_S
             while len(self.running) < self.settings.running_per_server and self.engine.supervisor.ready:
-                job = await asyncio.to_thread(self.store.claim, self.server_id, self.settings.lease_s)
+                job = await asyncio.to_thread(
+                    self.store.claim, self.server_id, self.settings.lease_s, list(self.pipelines)
+                )
                 if job is None:
                     break
                 self._note(job, "running", f"on {self.server_id}, from page {job.pages_done + 1}")
@@ -103,6 +106,17 @@ class JobRunner:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_S):
                     await self.wake.wait()
+
+    async def take_back_from_dead(self) -> None:
+        """Free the jobs an earlier process on this machine held when it was killed, so a restarted
+        server goes on with them at once rather than after their lease runs out."""
+        for job_id, holder in (await asyncio.to_thread(self.store.holders)).items():
+            if _process_gone(holder, self.server_id) and await asyncio.to_thread(
+                self.store.release, job_id, holder
+            ):
+                log.info(
+                    "job %s: its server (%s) is gone; it goes on from its last page read", job_id, holder
+                )
 
     async def refresh_census(self) -> None:
         self.counts, self.oldest_pending = await asyncio.to_thread(self.store.census)
@@ -193,12 +207,17 @@ class JobRunner:
                     raise LostJobError(job.job_id)
         if done < len(pages):
             raise RequestError(500, f"the engine stopped after {done} of {len(pages)} pages")
-        await asyncio.to_thread(self.files.write_result, job.token, pipeline.pages_field, data_info, pages)
+        about = {"model": job.model, "pipeline": job.pipeline, "notes": job.notes}
+        await asyncio.to_thread(
+            self.files.write_result, job.token, pipeline.pages_field, data_info, pages, about
+        )
         await self._finish(job, "done")
 
     async def _finish(self, job: Job, state: State, error: str | None = None) -> None:
         if await asyncio.to_thread(self.store.finish, job.job_id, self.server_id, state, error):
             self._note(job, state, error or f"{job.total_pages} page(s)")
+        if state == "failed":  # nothing of it will be fetched: its disk is free for other jobs
+            await asyncio.to_thread(self.files.delete, job.token)
 
     @staticmethod
     def _note(job: Job, state: str, detail: str) -> None:
@@ -211,6 +230,23 @@ class JobRunner:
             state,
             detail,
         )
+
+
+def _process_gone(holder: str, me: str) -> bool:
+    """Whether ``holder`` (a server id: host/pid/nonce) was a process of this machine that is no more."""
+    host, pid, nonce = [*holder.split("/"), "", "", ""][:3]
+    my_host, my_pid, my_nonce = me.split("/")
+    if host != my_host or not pid.isdigit():
+        return False
+    if pid == my_pid:
+        return nonce != my_nonce  # this pid's earlier life (a container's pid 1)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 async def build_task(served: JobPipeline, fields: dict[str, Any], data: bytes) -> Any:

@@ -149,17 +149,19 @@ class JobStore(ABC):
             )
             return [Job.of_row(r) for r in cur.fetchall()]
 
-    def claim(self, server: str, lease_s: float) -> Job | None:
-        """The oldest job no live server holds, now held by ``server``: pending, or running
-        with its lease run out (its server died; it goes on from its last page read)."""
+    def claim(self, server: str, lease_s: float, pipelines: list[str]) -> Job | None:
+        """The oldest job of one of ``pipelines`` no live server holds, now held by ``server``:
+        pending, or running with its lease run out (its server died; it goes on from its last
+        page read)."""
         now = time.time()
+        served = ", ".join([self.placeholder] * len(pipelines))
         with self.transaction() as cur:
             cur.execute(
                 self._sql(
                     "SELECT job_id FROM jobs WHERE state IN ('pending', 'running') AND lease_until < ? "
-                    f"ORDER BY created_at, job_id LIMIT 1{self.skip_locked}"
+                    f"AND pipeline IN ({served}) ORDER BY created_at, job_id LIMIT 1{self.skip_locked}"
                 ),
-                (now,),
+                (now, *pipelines),
             )
             row = cur.fetchone()
             if row is None:
@@ -194,6 +196,14 @@ class JobStore(ABC):
     def release(self, job_id: str, server: str) -> bool:
         """Give a running job back (this server stops): any server may go on with it at once."""
         return self._update_held(job_id, server, "lease_owner = NULL, lease_until = 0", ())
+
+    def holders(self) -> dict[str, str]:
+        """Running jobs and the server holding each."""
+        with self.transaction() as cur:
+            cur.execute(
+                "SELECT job_id, lease_owner FROM jobs WHERE state = 'running' AND lease_owner IS NOT NULL"
+            )
+            return {r["job_id"]: r["lease_owner"] for r in cur.fetchall()}
 
     def _update_held(self, job_id: str, server: str, assignments: str, values: tuple) -> bool:
         with self.transaction() as cur:
