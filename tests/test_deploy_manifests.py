@@ -11,6 +11,7 @@ period against the drain, the queue-depth metric against the metric's name.
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ from pxserve.frontend.metrics import Metrics
 from pxserve.frontend.placement import SHM_HEADROOM, plan_workers, size_rings
 from pxserve.frontend.server import DRAIN_GRACE_S
 from pxserve.frontend.supervisor import STOP_GRACE_S
-from pxserve.shared.config import MiB, ServingSettings, load_pipeline_config
+from pxserve.shared.config import MiB, ServerConfig, ServingSettings, load_pipeline_config, load_server_config
 from pxserve.shared.devices import parse_devices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,12 +89,13 @@ def shm_volume(resources: list[dict[str, Any]]) -> dict[str, Any]:
     return volume
 
 
-def served_pipeline(resources: list[dict[str, Any]], tmp_path: Path):
-    """The pipeline config the pods mount, loaded by pxserve's own loader."""
+def served_pipeline(resources: list[dict[str, Any]], tmp_path: Path) -> ServerConfig:
+    """The pipeline (or serving) config the pods mount, loaded by pxserve's own loader; its
+    ``engine`` holds the server-wide Serving settings."""
     config_map = only(resources, "ConfigMap")
     path = tmp_path / "pipeline.yaml"
     path.write_text(config_map["data"]["pipeline.yaml"])
-    return load_pipeline_config(str(path))
+    return load_server_config([str(path)])
 
 
 def planned_workers(resources: list[dict[str, Any]], serving: ServingSettings) -> int:
@@ -163,12 +165,12 @@ def test_dev_shm_is_memory_backed_and_holds_the_rings(overlay, tmp_path: Path) -
     volume = shm_volume(resources)
     assert volume["emptyDir"]["medium"] == "Memory"
     shm = int(quantity(volume["emptyDir"]["sizeLimit"]))
-    serving = served_pipeline(resources, tmp_path).Serving
+    serving = served_pipeline(resources, tmp_path).engine
     workers = planned_workers(resources, serving)
     wanted = (int(serving.request_ring_mb * MiB), int(serving.response_ring_mb * MiB))
     rings = size_rings(workers, serving, shm)  # raises if they cannot fit at all
-    assert (rings.request_bytes, rings.response_bytes) == wanted, "rings would be shrunk"
-    assert workers * sum(wanted) <= shm * SHM_HEADROOM
+    assert rings.request_bytes >= wanted[0] and rings.response_bytes >= wanted[1], "rings would be shrunk"
+    assert workers * (rings.request_bytes + rings.response_bytes) <= shm * SHM_HEADROOM
 
 
 def test_resources_match_the_worker_count(overlay, tmp_path: Path) -> None:
@@ -180,7 +182,7 @@ def test_resources_match_the_worker_count(overlay, tmp_path: Path) -> None:
     assert requests == limits
     cpu = quantity(limits["cpu"])
     assert cpu == int(cpu) and cpu >= 1, "whole cores: one worker per core"
-    workers = planned_workers(resources, served_pipeline(resources, tmp_path).Serving)
+    workers = planned_workers(resources, served_pipeline(resources, tmp_path).engine)
     shm = quantity(shm_volume(resources)["emptyDir"]["sizeLimit"])
     assert quantity(limits["memory"]) >= FRONT_MEMORY + workers * WORKER_MEMORY + shm
     args = spec["args"]
@@ -232,7 +234,7 @@ def test_service_pdb_hpa_and_scraping_point_at_the_pods(overlay, tmp_path: Path)
     assert annotations["prometheus.io/path"] == "/metrics"
     assert int(annotations["prometheus.io/port"]) in container_ports
     # Scrapers send no API key, so the served config must leave /metrics open.
-    assert served_pipeline(resources, tmp_path).Serving.auth_metrics is False
+    assert served_pipeline(resources, tmp_path).engine.auth_metrics is False
     for monitor in (r for r in resources if r["kind"] == "ServiceMonitor"):
         assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
         service_ports = {p["name"] for p in service["spec"]["ports"]}
@@ -243,7 +245,8 @@ def test_service_pdb_hpa_and_scraping_point_at_the_pods(overlay, tmp_path: Path)
 
 def test_api_keys_and_pipeline_come_from_the_secret_and_config_map(overlay) -> None:
     _, resources = overlay
-    secret, config_map = only(resources, "Secret"), only(resources, "ConfigMap")
+    config_map = only(resources, "ConfigMap")
+    (secret,) = [r for r in resources if r["kind"] == "Secret" and "api-keys" in r["metadata"]["name"]]
     env = {e["name"]: e for e in container(resources)["env"]}
     reference = env["PXSERVE_API_KEYS"]["valueFrom"]["secretKeyRef"]
     assert reference["name"] == secret["metadata"]["name"]
@@ -264,3 +267,23 @@ def test_the_dockerfile_keeps_its_promises() -> None:
     assert re.search(r"^EXPOSE 8080$", text, re.MULTILINE)
     assert "pxserve --prepare --pipeline all" in text  # every shipped pipeline's models built in
     assert re.search(r"^ARG BASE_IMAGE=", text, re.MULTILINE) and "ARG VARIANT=cpu" in text
+
+
+def test_the_fleet_overlay_shares_one_job_store_and_one_results_volume(tmp_path: Path) -> None:
+    """Several replicas, each told the same PostgreSQL URL (from a Secret) and the same
+    ReadWriteMany volume as its data directory, serving the pipelines the job models need."""
+    resources = render("documents-fleet")
+    assert only(resources, "Deployment")["spec"]["replicas"] >= 2
+    env = {e["name"]: e for e in container(resources)["env"]}
+    store = env["PXSERVE_JOB_STORE"]["valueFrom"]["secretKeyRef"]
+    (secret,) = [r for r in resources if r["kind"] == "Secret" and r["metadata"]["name"] == store["name"]]
+    assert base64.b64decode(secret["data"][store["key"]]).startswith(b"postgresql://")
+    mounts = {m["name"]: m["mountPath"] for m in container(resources)["volumeMounts"]}
+    (volume,) = [v for v in pod_spec(resources)["volumes"] if "persistentVolumeClaim" in v]
+    assert mounts[volume["name"]] == env["PXSERVE_DATA_DIR"]["value"]
+    claim = only(resources, "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == volume["persistentVolumeClaim"]["claimName"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    config = served_pipeline(resources, tmp_path)
+    assert {"OCR", "PP-StructureV3"} <= set(config.names)
+    assert config.engine.jobs.model_aliases["PaddleOCR-VL-1.6"] == "PP-StructureV3"
