@@ -226,7 +226,7 @@ class Supervisor:
                 heartbeat,
                 cancels.shared,
                 in_hand.shared,
-                self.cores.shared if self.cores else None,
+                self.cores.arrays if self.cores else None,
             ),
             name=f"pxserve-worker-{slot}",
             daemon=True,

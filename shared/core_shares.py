@@ -16,6 +16,12 @@ most ``WAIT_LIMIT_S``) before it starts its own, so cores are never
 oversubscribed. The front creates the array; a worker that dies gives its
 slot back through the front (``reset``).
 
+A job's work gives way (``give_way``): between the model calls of a batch made
+only of background tasks (a job's pages), a worker whose peers are serving a
+request (their ``urgent`` slot set) lets its cores go until they are done, at
+most ``GIVE_WAY_LIMIT_S``, so a request sent while jobs run borrows them as it
+would on an idle server.
+
 No lock: a worker SIGKILLed while holding a cross-process lock would leave
 it held, and every other worker blocked for good (the soak's SIGKILL found
 it). Each worker writes only its own slot. A borrower writes its claim,
@@ -35,6 +41,8 @@ WAIT_POLL_S = 0.002
 # A worker waits at most this long for its own cores to come back (one long model
 # call on every core); past it, it runs anyway rather than stall.
 WAIT_LIMIT_S = 5.0
+# A job's batch pauses at most this long, between two model calls, for requests on other workers.
+GIVE_WAY_LIMIT_S = 5.0
 
 
 def thread_counts(share: int, cores: int) -> tuple[int, ...]:
@@ -58,24 +66,39 @@ class Cores(Protocol):
 
     def call(self, most: int) -> Any: ...  # a context manager yielding the threads granted
 
+    def serving_requests(self, urgent: bool) -> None: ...
+
+    def give_way(self, beat: Any) -> None: ...
+
 
 class CoreShares:
     """The threads each CPU worker slot uses now, in shared memory."""
 
-    def __init__(self, cores: int, shared: Any) -> None:
+    def __init__(self, cores: int, shared: Any, urgent: Any = None) -> None:
         self.cores = cores
         self.shared = shared  # a multiprocess RawArray("i", slots); slot i written by worker i
+        # 1 while worker i runs a request's batch (not only a job's); written by worker i.
+        self.urgent = urgent if urgent is not None else [0] * len(shared)
 
     @classmethod
     def create(cls, context: Any, cores: int, slots: int) -> CoreShares:
-        return cls(cores, context.RawArray("i", slots))
+        return cls(cores, context.RawArray("i", slots), context.RawArray("i", slots))
+
+    @property
+    def arrays(self) -> tuple[Any, Any]:
+        """What a worker process is given to make its own view."""
+        return self.shared, self.urgent
 
     def reset(self, slot: int) -> None:
         """A worker of this slot died or was replaced: whatever it held is free."""
         self.shared[slot] = 0
+        self.urgent[slot] = 0
 
     def others(self, slot: int) -> int:
         return sum(self.shared) - self.shared[slot]
+
+    def urgent_elsewhere(self, slot: int) -> bool:
+        return sum(self.urgent) - self.urgent[slot] > 0
 
     def worker(self, slot: int, share: int) -> WorkerCores:
         return WorkerCores(self, slot, share)
@@ -98,6 +121,22 @@ class WorkerCores:
 
     def _set(self, threads: int) -> None:
         self.shares.shared[self.slot] = threads
+
+    def serving_requests(self, urgent: bool) -> None:
+        """Whether the batch in hand is a request's (others' job batches give way to it)."""
+        self.shares.urgent[self.slot] = int(urgent)
+
+    def give_way(self, beat: Any) -> None:
+        """Between two model calls of a job's batch: while another worker serves a request, let
+        this worker's cores go to it (at most ``GIVE_WAY_LIMIT_S``), then take them back."""
+        if not self.shares.urgent_elsewhere(self.slot):
+            return
+        self.let_go()
+        deadline = time.monotonic() + GIVE_WAY_LIMIT_S
+        while self.shares.urgent_elsewhere(self.slot) and time.monotonic() < deadline:
+            time.sleep(WAIT_POLL_S)
+        beat()
+        self.hold()
 
     @contextmanager
     def call(self, most: int | None = None) -> Iterator[int]:
@@ -134,6 +173,12 @@ class OwnCores:
         pass
 
     def let_go(self) -> None:
+        pass
+
+    def serving_requests(self, urgent: bool) -> None:
+        pass
+
+    def give_way(self, beat: Any) -> None:
         pass
 
     @contextmanager

@@ -95,6 +95,12 @@ def check_image(data: bytes, limits: ServingSettings, field: str = "image") -> I
     return header
 
 
+def read_by_pages(data: bytes) -> bool:
+    """Whether a file that passed :meth:`ImageLoader.read_document` is read page by page: a PDF,
+    or a TIFF of several frames."""
+    return PDF_MAGIC in data[:1024] or (data[:4] in (b"II*\x00", b"MM\x00*") and has_several_frames(data))
+
+
 def has_several_frames(data: bytes) -> bool:
     """Whether a TIFF has a second frame: then it is read page by page, as PaddleX 3.7 does
     (workers/tiff_pages.py); only the second frame's directory is read here."""

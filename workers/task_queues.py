@@ -82,12 +82,18 @@ class TaskQueues:
         queue = self._queues[pipeline]
         return bool(queue) and queue[0].solo
 
+    def foreground(self, pipeline: str) -> int:
+        """Tasks of ``pipeline`` waiting that are not background."""
+        return self._foreground[pipeline]
+
     def take(self, pipeline: str, max_size: int) -> list[Task]:
-        """Up to ``max_size`` tasks of one pipeline; a ``solo`` task is a batch by itself."""
+        """Up to ``max_size`` tasks of one pipeline; a ``solo`` task is a batch by itself. Requests'
+        tasks and background ones are never in one batch: a request's waits for no job's."""
         queue = self._queues[pipeline]
         if queue and queue[0].solo:
             return [self._pop(queue)]
         batch: list[Task] = []
-        while queue and len(batch) < max_size and not queue[0].solo:
+        kind = queue[0].background if queue else False
+        while queue and len(batch) < max_size and not queue[0].solo and queue[0].background == kind:
             batch.append(self._pop(queue))
         return batch

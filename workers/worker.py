@@ -184,6 +184,7 @@ class Worker:
             self.runners[config.pipeline_name] = build_runner(get_pipeline(config), models, context)
         self.queues = TaskQueues(list(self.runners), max_bytes=requests.capacity)
         self.running: list[tuple[str, list[int]]] = []  # (pipeline, task ids): the batch, and one inside it
+        self.running_background = False  # the outer batch is only background tasks (a job's)
         self.heap_used = False  # batches ran since the heap was last trimmed
         self.front_alive = True
 
@@ -264,7 +265,14 @@ class Worker:
         if len(self.running) != 1:
             return
         self.read_ring()
-        other = self.queues.next_pipeline(besides=self.running[0][0])
+        pipeline = self.running[0][0]
+        if self.running_background:
+            if self.queues.foreground(pipeline):
+                # A request's tasks wait for one model call of a job's batch, not for the whole batch.
+                self.run_batch(pipeline, self.queues.take(pipeline, self.spec.max_batch_size))
+                return
+            self.cores.give_way(self.beat)  # other workers' requests take this worker's cores too
+        other = self.queues.next_pipeline(besides=pipeline)
         if other is not None:
             self.run_batch(other, self.queues.take(other, self.spec.max_batch_size))
 
@@ -322,6 +330,10 @@ class Worker:
         if not batch:
             return
         started = time.perf_counter()
+        background = all(t.background for t in batch)
+        if not self.running:
+            self.running_background = background
+        self.cores.serving_requests(not background)
         self.running.append((pipeline, [t.request_id for t in batch]))
         self.hold_running()
         try:
@@ -333,6 +345,7 @@ class Worker:
         log.debug("%s: batch size %d in %.1f ms", pipeline, len(batch), seconds * 1e3)
         self.answer(outcomes)
         self.running.pop()
+        self.cores.serving_requests(bool(self.running) and not self.running_background)
         self.hold_running()
         del outcomes
         stats = {
@@ -377,7 +390,7 @@ def worker_main(
     responses = Ring.attach(spec.response_ring)
     cores: Cores = OwnCores(spec.cpu_threads)
     if core_shares is not None and spec.shared_cores:
-        cores = CoreShares(spec.shared_cores, core_shares).worker(spec.index, spec.cpu_threads)
+        cores = CoreShares(spec.shared_cores, *core_shares).worker(spec.index, spec.cpu_threads)
     try:
         boards = CancelBoard(cancels), InHandBoard(in_hand)
         worker = Worker(spec, requests, responses, bell, reply, status, heartbeat, *boards, cores)

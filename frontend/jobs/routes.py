@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -40,6 +41,7 @@ from pxserve.frontend.jobs.submission import ModelCatalog, page_ranges, payload_
 from pxserve.frontend.page_answers import wanted_document
 from pxserve.shared.config import MiB, ServingSettings
 from pxserve.shared.errors import RequestError
+from pxserve.shared.image_input import read_by_pages
 from pxserve.shared.messages import Outcome
 
 log = logging.getLogger("pxserve.jobs")
@@ -267,9 +269,8 @@ async def _count_pages(
     pipeline = served.pipeline
     limit = pipeline.config.Serving.max_stream_pages
     async with jobs.engine.admission(pipeline.name) as deadline:
-        task = await build_task(served, fields, data)
-        _, paged = await served.images.read_document(_b64(data), fields.get("fileType"))
-        if not paged:
+        task = await build_task(served, fields, data)  # the front's checks: format, size, pixels
+        if not read_by_pages(data):
             in_file = 1
         else:
             opened = await jobs.engine.open_stream(pipeline.name, task, deadline, pages=())
@@ -288,12 +289,6 @@ async def _count_pages(
     if not pages:
         raise RequestError(400, f"pageRanges: the file has {in_file} page(s); none of the pages asked for")
     return pages
-
-
-def _b64(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(data).decode("ascii")
 
 
 async def _close(opened: PageStream) -> None:
@@ -421,7 +416,7 @@ def add_job_routes(
         log.warning("jobs: --job-model-alias %s names a model this server does not serve; ignored", alias)
     root = data_dir(serving) / "jobs"
     results = JobFiles(
-        root if not settings.results_dir else _path(settings.results_dir),
+        Path(settings.results_dir).expanduser() if settings.results_dir else root,
         settings.retention_hours * 3600,
         int(settings.max_storage_mb * MiB),
     )
@@ -444,12 +439,6 @@ def add_job_routes(
         ", ".join(catalog.served), where, results.root,
     )  # fmt: skip
     return jobs
-
-
-def _path(text: str) -> Any:
-    from pathlib import Path
-
-    return Path(text).expanduser()
 
 
 def _running(jobs: Jobs) -> Any:

@@ -194,8 +194,10 @@ class JobRunner:
         data_info = selected_info(opened.pages, pages)
         done = len(pages) - len(todo)
         async with contextlib.aclosing(opened.outcomes) as outcomes:
-            async for outcome in outcomes:
-                index = todo[done - (len(pages) - len(todo))]
+            for index in todo:  # the stream yields the pages asked for, in order
+                outcome = await anext(outcomes, None)
+                if outcome is None:
+                    break
                 if not outcome.ok:
                     raise RequestError(outcome.status, f"page {index + 1}: {outcome.message}")
                 page = orjson.loads(outcome.body)
