@@ -1,7 +1,7 @@
 """Jobs (PaddleOCR's job API) against direct requests, on one OCR server.
 
     python benchmarks/jobs.py                  # about 10 minutes on 2 cores
-    python benchmarks/jobs.py --soak-minutes 30   # then 30 minutes of jobs, RSS sampled
+    python benchmarks/jobs.py --soak-minutes 30   # only 30 minutes of jobs, RSS sampled
 
 Pages are real text pages (tests/data/ocr's page photos, A4 at 150 dpi), ten to a PDF.
 One server (OCR, the shipped config, two workers); measured:
@@ -10,8 +10,9 @@ One server (OCR, the shipped config, two workers); measured:
   against the same PDF sent directly to /ocr (one answer), alternating, ``--rounds`` each;
 * fairness: a single page sent directly on the idle server, then again while 20 ten-page
   jobs are queued (issue: at most 2x);
-* filling idle capacity: pages/s with only jobs running (8 ten-page jobs at once) against
-  the same 80 pages sent directly as one-page PDFs at concurrency 4 (issue: at least 0.9);
+* filling idle capacity: pages/s with only jobs running (4 ten-page jobs at once) against
+  the same 40 pages sent directly as one-page PDFs at concurrency 4, alternating ``--rounds``
+  times (issue: at least 0.9);
 * memory: the front's and each worker's RSS, sampled every 0.5 s, and with
   ``--soak-minutes`` a stream of jobs for that long (a job submitted whenever fewer than
   four are unfinished), sampled each minute.
@@ -124,19 +125,25 @@ def fairness(url: str, samples: int) -> dict:
     }
 
 
-def capacity(url: str, jobs: int) -> dict:
+def capacity(url: str, jobs: int, rounds: int) -> dict:
+    """Pages/s of ``jobs`` ten-page jobs at once against the same pages sent directly as one-page
+    PDFs at concurrency 4, the two alternating ``rounds`` times (the machine drifts)."""
     documents = [page_pdf(10, first=j) for j in range(jobs)]
-    started = time.perf_counter()
-    with ThreadPoolExecutor(jobs) as pool:
-        pages = sum(pool.map(lambda d: finish(url, submit(url, d)), documents))
-    job_rate = pages / (time.perf_counter() - started)
     singles = [page_pdf(1, first=i) for i in range(jobs * 10)]
-    started = time.perf_counter()
-    with ThreadPoolExecutor(4) as pool:
-        sent = sum(pool.map(lambda d: direct(url, d), singles))
-    direct_rate = sent / (time.perf_counter() - started)
+    seconds = {"jobs": 0.0, "direct": 0.0}
+    for _ in range(rounds):
+        started = time.perf_counter()
+        with ThreadPoolExecutor(jobs) as pool:
+            assert sum(pool.map(lambda d: finish(url, submit(url, d)), documents)) == jobs * 10
+        seconds["jobs"] += time.perf_counter() - started
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            assert sum(pool.map(lambda d: direct(url, d), singles)) == jobs * 10
+        seconds["direct"] += time.perf_counter() - started
+    pages = jobs * 10 * rounds
+    job_rate, direct_rate = pages / seconds["jobs"], pages / seconds["direct"]
     return {"jobs_pages_per_s": round(job_rate, 3), "direct_c4_pages_per_s": round(direct_rate, 3),
-            "ratio": round(job_rate / direct_rate, 3)}  # fmt: skip
+            "ratio": round(job_rate / direct_rate, 3), "rounds": rounds}  # fmt: skip
 
 
 def soak(url: str, pid: int, minutes: float) -> dict:
@@ -182,7 +189,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--soak-minutes", type=float, default=0)
     parser.add_argument("--only", choices=["overhead", "fairness", "capacity"], action="append")
     args = parser.parse_args()
@@ -202,7 +209,7 @@ def main() -> int:
         threading.Thread(target=sample_front, daemon=True).start()
         results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
         try:
-            steps = args.only or ["overhead", "fairness", "capacity"]
+            steps = args.only or ([] if args.soak_minutes else ["overhead", "fairness", "capacity"])
             if "overhead" in steps:
                 results["overhead"] = overhead(url, args.rounds)
                 print("overhead", {k: v for k, v in results["overhead"].items() if k != "runs"}, flush=True)
@@ -214,7 +221,7 @@ def main() -> int:
                     flush=True,
                 )
             if "capacity" in steps:
-                results["capacity"] = capacity(url, args.jobs)
+                results["capacity"] = capacity(url, args.jobs, args.rounds)
                 print("capacity", results["capacity"], flush=True)
             if args.soak_minutes:
                 results["soak"] = soak(url, process.pid, args.soak_minutes)

@@ -222,9 +222,9 @@ async def _accept(request: web.Request, jobs: Jobs, sub: Submission) -> Job:
         raise RequestError(400, "model: required")
     choice = jobs.catalog.resolve(sub.model)
     fields, ignored = payload_fields(sub.payload, choice)
-    wanted = page_ranges(sub.ranges) if sub.ranges is None or isinstance(sub.ranges, str) else None
     if sub.ranges is not None and not isinstance(sub.ranges, str):
         raise RequestError(400, 'pageRanges must be a string such as "2,4-6"')
+    wanted = page_ranges(sub.ranges)
     served = jobs.pipelines[choice.pipeline.name]
     if sub.file_url is not None and not sub.size:
         if served.images.fetch is None:
@@ -387,8 +387,9 @@ async def document(request: web.Request, jobs: Jobs, job: Job, media: str) -> we
     pages = job.pages or [0]
 
     def write() -> bytes:
-        info = orjson.loads(next(iter((jobs.files.folder(job.token) / RESULT).open("rb"))))
-        writer = pipeline.document_formats[media](info["result"]["dataInfo"])
+        with (jobs.files.folder(job.token) / RESULT).open("rb") as result:
+            info = orjson.loads(result.readline())["result"]["dataInfo"]
+        writer = pipeline.document_formats[media](info)
         for page in jobs.files.read_pages(job.token, pages):
             writer.add(page)
         return writer.finish()
