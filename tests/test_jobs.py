@@ -6,6 +6,7 @@ tests/test_job_clients.py; a fleet on PostgreSQL in tests/test_job_fleet.py."""
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import signal
@@ -290,3 +291,62 @@ def test_a_disk_that_fills_up_fails_the_job_that_filled_it_and_not_the_next(
         assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+def test_page_ranges_and_snake_case_read_as_paddleocr_clients_mean_them() -> None:
+    from pxserve.frontend.jobs.submission import camel_case, page_ranges
+
+    assert page_ranges("2,4-6") == [1, 3, 4, 5]
+    assert page_ranges(" 3 , 1-2 ,3") == [0, 1, 2]
+    assert page_ranges("") is None and page_ranges(None) is None
+    assert camel_case("use_doc_orientation_classify") == "useDocOrientationClassify"
+    assert camel_case("text_det_limit_side_len") == "textDetLimitSideLen"
+
+
+def test_a_store_lets_one_server_hold_a_job_until_its_lease_runs_out(tmp_path: Path) -> None:
+    """Claims, leases and fencing, on the SQLite store (the PostgreSQL one runs the same SQL:
+    tests/test_job_fleet.py)."""
+    import time as clock
+
+    from pxserve.frontend.jobs.store import Job, SqliteJobStore
+
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    store.open()
+    job = Job("job-1", "log", "", "PP-OCRv6", "OCR", {}, [0, 1], 2, "token", "http://x", "a.pdf", 10)
+    store.add(job)
+    assert store.claim("server-b", 30, ["PP-StructureV3"]) is None  # not a pipeline it serves
+    held = store.claim("server-a", 0.2, ["OCR"])
+    assert held is not None and held.state == "running" and held.lease_owner == "server-a"
+    assert store.claim("server-b", 30, ["OCR"]) is None  # held
+    assert store.progress("job-1", "server-a", 1)
+    wait_until(lambda: clock.time() > held.lease_until, 5, "the lease to run out")
+    taken = store.claim("server-b", 30, ["OCR"])
+    assert taken is not None and taken.pages_done == 1 and taken.lease_owner == "server-b"
+    assert not store.progress("job-1", "server-a", 2)  # the old holder can no longer write
+    assert not store.finish("job-1", "server-a", "done")
+    assert store.finish("job-1", "server-b", "done") and store.get("job-1").state == "done"
+    assert store.census()[0]["done"] == 1
+    store.close()
+
+
+def test_without_a_writable_data_directory_the_job_api_is_off_and_says_why(tmp_path: Path) -> None:
+    """A read-only container that never chose a data directory still serves /ocr; a job store
+    that cannot be reached is a one-line startup error."""
+    config = ocr_config(tmp_path)
+    env = {"PXSERVE_DATA_DIR": "", "XDG_DATA_HOME": "/dev/null/nowhere"}
+    server = start_server(config, tmp_path, env=env)
+    try:
+        response = JobClient(server).submit(pdfs.text_pages(page_texts(1)))
+        assert response.status_code == 503 and "writable data directory" in response.json()["msg"]
+        assert "the job API is off" in server.logs()
+        body = {"file": base64.b64encode(pdfs.text_pages(page_texts(1))).decode(), "fileType": 0}
+        assert requests.post(f"{server.url}/ocr", json=body, timeout=60).json()["errorCode"] == 0
+    finally:
+        server.stop()
+    store = "postgresql://pxserve:secret@127.0.0.1:1/jobs"
+    failed = start_server(config, tmp_path, "--job-store", store, wait=False)
+    assert failed.exit_code(timeout=120) == 2
+    last = failed.logs().strip().splitlines()[-1]
+    assert last.startswith(
+        "pxserve: error: jobs.store: cannot open postgresql://pxserve:***@127.0.0.1:1/jobs"
+    )

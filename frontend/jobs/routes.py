@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -39,7 +40,7 @@ from pxserve.frontend.jobs.runner import JobPipeline, JobRunner, build_task
 from pxserve.frontend.jobs.store import Job, JobStore, open_store
 from pxserve.frontend.jobs.submission import ModelCatalog, page_ranges, payload_fields
 from pxserve.frontend.page_answers import wanted_document
-from pxserve.shared.config import MiB, ServingSettings
+from pxserve.shared.config import ConfigError, MiB, ServingSettings
 from pxserve.shared.errors import RequestError
 from pxserve.shared.image_input import read_by_pages
 from pxserve.shared.messages import Outcome
@@ -421,8 +422,22 @@ def add_job_routes(
         settings.retention_hours * 3600,
         int(settings.max_storage_mb * MiB),
     )
-    results.open()
-    store = open_store(settings.store, root)
+    try:
+        results.open()
+        store = open_store(settings.store, root)
+    except ConfigError as exc:
+        chosen = (
+            settings.results_dir or settings.store or serving.data_dir or os.environ.get("PXSERVE_DATA_DIR")
+        )
+        if chosen:
+            raise  # the operator asked for this place: say it cannot be used, and stop
+        # The default place is not writable (a read-only container): serve without jobs, and say so.
+        why = (
+            f"jobs need a writable data directory ({exc}); mount a volume, set --data-dir or PXSERVE_DATA_DIR"
+        )
+        log.warning("%s; the job API is off", why)
+        app.router.add_route("*", PATH + "{rest:.*}", _off(why))
+        return None
     runner = JobRunner(store, results, engine, pipelines, settings)
     keys = load_api_keys(serving)
     owners = {key: hashlib.sha256(key).hexdigest()[:16] for key in keys}
@@ -440,6 +455,13 @@ def add_job_routes(
         ", ".join(catalog.served), where, results.root,
     )  # fmt: skip
     return jobs
+
+
+def _off(why: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        raise RequestError(503, f"this server's job API is off: {why}")
+
+    return handler
 
 
 def _running(jobs: Jobs) -> Any:

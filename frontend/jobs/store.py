@@ -17,6 +17,7 @@ Both stores are synchronous and thread-safe; the front calls them through
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -26,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
+
+from pxserve.shared.config import ConfigError
 
 State = Literal["pending", "running", "done", "failed"]
 STATES: tuple[State, ...] = ("pending", "running", "done", "failed")
@@ -355,5 +358,9 @@ def open_store(location: str | None, data_dir: Path) -> JobStore:
         store = PostgresJobStore(location)
     else:
         store = SqliteJobStore(Path(location).expanduser() if location else data_dir / "jobs.sqlite3")
-    store.open()
+    try:
+        store.open()
+    except Exception as exc:  # a database that cannot be reached or opened: one line at startup
+        shown = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", location or str(data_dir / "jobs.sqlite3"))
+        raise ConfigError(f"jobs.store: cannot open {shown}: {str(exc).strip().splitlines()[0]}") from None
     return store
