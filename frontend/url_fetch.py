@@ -74,21 +74,20 @@ class UrlFetcher:
         self.settings = settings
         self.max_bytes = int(settings.max_mb * MiB)
 
-    async def __call__(self, url: str) -> bytes:
+    async def __call__(self, url: str, field: str = "image") -> bytes:
+        """The URL's content; refusals and failures are errors naming ``field``, the request's."""
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                return await self._follow(url)
+                return await self._follow(url, field)
         except TimeoutError:
-            raise invalid(
-                "image", f"fetching the URL took longer than {self.settings.timeout_s:g} s"
-            ) from None
+            raise invalid(field, f"fetching the URL took longer than {self.settings.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
-            raise invalid("image", f"the URL could not be fetched ({type(exc).__name__})") from None
+            raise invalid(field, f"the URL could not be fetched ({type(exc).__name__})") from None
 
-    async def _follow(self, url: str) -> bytes:
+    async def _follow(self, url: str, field: str) -> bytes:
         target = URL(url)
         for _ in range(self.settings.max_redirects + 1):
-            infos = await self._check(target)
+            infos = await self._check(target, field)
             connector = aiohttp.TCPConnector(
                 resolver=_PinnedResolver(infos), use_dns_cache=False, force_close=True
             )
@@ -99,35 +98,35 @@ class UrlFetcher:
                 if response.status in REDIRECTS:
                     location = response.headers.get("Location")
                     if not location:
-                        raise invalid("image", "the URL redirected without a Location")
+                        raise invalid(field, "the URL redirected without a Location")
                     target = target.join(URL(location))
                     continue
                 if response.status != 200:
-                    raise invalid("image", f"the URL answered HTTP {response.status}")
-                return await self._read(response)
-        raise invalid("image", f"the URL redirected more than {self.settings.max_redirects} times")
+                    raise invalid(field, f"the URL answered HTTP {response.status}")
+                return await self._read(response, field)
+        raise invalid(field, f"the URL redirected more than {self.settings.max_redirects} times")
 
-    async def _check(self, target: URL) -> list[tuple[Any, ...]]:
+    async def _check(self, target: URL, field: str) -> list[tuple[Any, ...]]:
         if target.scheme not in ("http", "https") or not target.raw_host:
-            raise invalid("image", "only http and https URLs are fetched")
+            raise invalid(field, "only http and https URLs are fetched")
         host = target.raw_host
         if not host_allowed(host, self.settings.allow_hosts):
-            raise invalid("image", f"host {host} is not on this server's allow-list")
+            raise invalid(field, f"host {host} is not on this server's allow-list")
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, target.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):
-            raise invalid("image", f"cannot resolve host {host}") from None
+            raise invalid(field, f"cannot resolve host {host}") from None
         for *_, sockaddr in infos:
             reason = refusal(
                 ipaddress.ip_address(str(sockaddr[0]).split("%")[0]), self.settings.allow_private_networks
             )
             if reason is not None:
-                raise invalid("image", f"host {host} resolves to {reason}; refused")
+                raise invalid(field, f"host {host} resolves to {reason}; refused")
         return infos
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read(self, response: aiohttp.ClientResponse, field: str) -> bytes:
         too_big = RequestError(
-            413, f"image: the URL's content is over the limit of {self.settings.max_mb:g} MiB"
+            413, f"{field}: the URL's content is over the limit of {self.settings.max_mb:g} MiB"
         )
         if response.content_length is not None and response.content_length > self.max_bytes:
             raise too_big

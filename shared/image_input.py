@@ -31,7 +31,7 @@ class ImageHeader:
     height: int
 
 
-Fetcher = Callable[[str], Awaitable[bytes]]
+Fetcher = Callable[[str, str], Awaitable[bytes]]  # (url, the request's field) -> its content
 PDF_MAGIC = b"%PDF-"
 
 
@@ -132,7 +132,7 @@ class ImageLoader:
         """The file's bytes, Base64-decoded or fetched, before any format check."""
         text = value.strip()
         if self.fetch is not None and is_url(text):
-            return await self.fetch(text)
+            return await self.fetch(text, field)
         return decode_base64_field(text, field)
 
     async def read_document(

@@ -7,10 +7,14 @@ tests/test_job_clients.py; a fleet on PostgreSQL in tests/test_job_fleet.py."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
 import io
 import os
 import signal
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -236,7 +240,8 @@ def test_a_cancelled_job_stops_reading(server: Server) -> None:
 
 
 def test_a_server_killed_mid_job_goes_on_after_a_restart_with_every_page_once(tmp_path: Path) -> None:
-    config = ocr_config(tmp_path, max_stream_pages=100)
+    urls = {"enabled": True, "allow_private_networks": True, "timeout_s": 1}  # for the fileUrl checks below
+    config = ocr_config(tmp_path, max_stream_pages=100, url_inputs=urls)
     env = {"PXSERVE_DATA_DIR": str(tmp_path / "data")}
     first = start_server(config, tmp_path, env=env)
     client = JobClient(first)
@@ -254,8 +259,48 @@ def test_a_server_killed_mid_job_goes_on_after_a_restart_with_every_page_once(tm
         assert status["state"] == "done", status
         assert texts_of(again.result(status)) == page_texts(count)  # every page once, in order
         assert "is gone; it goes on from its last page read" in second.logs()
+        # fileUrl, under the URL-input policy: fetched, or refused at submit when it times out.
+        with _serving(pdfs.text_pages(page_texts(2))) as (origin, silent):
+            headers = {"Content-Type": "application/json"}
+            body = {"fileUrl": f"{origin}/two.pdf", "model": "PP-OCRv5", "optionalPayload": {}}
+            response = requests.post(f"{second.url}{JOBS}", json=body, headers=headers, timeout=30)
+            fetched = again.wait(response.json()["data"]["jobId"])
+            assert texts_of(again.result(fetched)) == page_texts(2)
+            assert "PP-OCRv5 is not served here" in fetched["notes"][0]
+            body["fileUrl"] = f"{silent}/never.pdf"
+            response = requests.post(f"{second.url}{JOBS}", json=body, timeout=30)
+            assert (
+                response.status_code == 422
+                and "fileUrl: fetching the URL took longer" in response.json()["msg"]
+            )
     finally:
         second.stop()
+
+
+@contextlib.contextmanager
+def _serving(document: bytes) -> Iterator[tuple[str, str]]:
+    """A local HTTP server with ``document`` at any path, and a port that accepts and never answers."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        yield f"http://127.0.0.1:{web.server_port}", f"http://127.0.0.1:{silent.getsockname()[1]}"
+    finally:
+        web.shutdown()
+        silent.close()
 
 
 @pytest.fixture
