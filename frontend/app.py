@@ -228,7 +228,13 @@ def create_app(
     app[METRICS] = telemetry
     app[MAX_BODY] = serving.max_body_bytes
     end_streams_on_shutdown(app, drain_grace_s)
-    app[OPENAPI] = orjson.dumps(openapi_document(pipelines, serving, secured=bool(keys)))
+    jobs = add_job_routes(
+        app, serving, engine, {r.name: JobPipeline(r.pipeline, r.images) for r in routes.values()}
+    )
+    if jobs is not None:
+        telemetry.track_jobs(jobs.runner)
+    document = openapi_document(pipelines, serving, secured=bool(keys), jobs=jobs is not None)
+    app[OPENAPI] = orjson.dumps(document)
     app.router.add_get("/health", health)
     app.router.add_get("/livez", live)
     app.router.add_get("/metrics", metrics)
@@ -236,9 +242,4 @@ def create_app(
     add_docs_routes(app, f"pxserve: {', '.join(p.name for p in pipelines)}")
     for path in routes:
         app.router.add_post(path, infer)
-    jobs = add_job_routes(
-        app, serving, engine, {r.name: JobPipeline(r.pipeline, r.images) for r in routes.values()}
-    )
-    if jobs is not None:
-        telemetry.track_jobs(jobs.runner)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pxserve import __version__
+from pxserve.frontend.jobs.openapi import job_paths
 from pxserve.shared.config import ServingSettings
 from pxserve.shared.pipelines import Pipeline
 
@@ -35,8 +36,11 @@ def _error(description: str) -> dict[str, Any]:
     return _json({"$ref": "#/components/schemas/ErrorEnvelope"}, description)
 
 
-def openapi_document(pipelines: list[Pipeline], serving: ServingSettings, secured: bool) -> dict[str, Any]:
-    """One document for every served pipeline's route and the server's own routes."""
+def openapi_document(
+    pipelines: list[Pipeline], serving: ServingSettings, secured: bool, jobs: bool = False
+) -> dict[str, Any]:
+    """One document for every served pipeline's route and the server's own routes (and the job
+    API's, when it is served)."""
     schemas: dict[str, Any] = {"ErrorEnvelope": _envelope()}
     unauthorized = {"401": _error("Missing or wrong API key")} if secured else {}
 
@@ -54,7 +58,11 @@ def openapi_document(pipelines: list[Pipeline], serving: ServingSettings, secure
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": f"pxserve: {names}", "version": __version__},
-        "paths": {**_server_paths(serving, unauthorized, guarded), **inference_paths},
+        "paths": {
+            **_server_paths(serving, unauthorized, guarded),
+            **inference_paths,
+            **(job_paths(secured) if jobs else {}),
+        },
         "components": {"schemas": schemas},
     }
     if secured:
