@@ -151,11 +151,14 @@ def soak(url: str, pid: int, minutes: float) -> dict:
     samples: list[dict] = []
     stop_at = time.monotonic() + minutes * 60
     done = [0]
+    counting = threading.Lock()
     documents = [page_pdf(10, first=j) for j in range(3)]
 
     def client(index: int) -> None:
         while time.monotonic() < stop_at:
-            done[0] += finish(url, submit(url, documents[index % 3]), poll_s=1.0)
+            pages = finish(url, submit(url, documents[index % 3]), poll_s=1.0)
+            with counting:  # not done[0] += finish(...): that reads done[0] before the job's minute
+                done[0] += pages
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(4)]
     for thread in threads:

@@ -2,6 +2,7 @@
 
     python3 fleet_load.py load URL IMAGE SECONDS CONCURRENCY OUT.json
     python3 fleet_load.py report OUT.json EVENTS.json
+    python3 fleet_load.py jobs BASE_URL PDF COUNT OUT.json      (deploy/fleet-jobs-test.sh)
 
 Standard library only, so it runs with any Python 3 on the host. ``load``
 runs closed-loop clients that post the image to URL until SECONDS have
@@ -10,6 +11,9 @@ status, its latency and which backend answered (the balancer's X-Upstream
 header). ``report`` prints the numbers around the events the fleet script
 recorded (a backend killed, restarted, ready, stopped) and exits non-zero if
 a client saw an error or a restarted backend got no traffic back.
+``jobs`` submits COUNT jobs of the PDF to PaddleOCR's job API, polls them all
+until they finish (any backend may answer), fetches each result and exits
+non-zero unless every job is done with every page of the PDF once.
 """
 
 from __future__ import annotations
@@ -120,7 +124,69 @@ def report(out: str, events_path: str) -> int:
     return 0 if healthy else 1
 
 
+def jobs(base: str, document: str, count: str, out: str) -> int:
+    with open(document, "rb") as stream:
+        data = stream.read()
+    boundary = "pxserve-fleet-jobs"
+
+    def part(name: str, value: bytes, filename: str = "") -> bytes:
+        named = f'name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        return f"--{boundary}\r\nContent-Disposition: form-data; {named}\r\n\r\n".encode() + value + b"\r\n"
+
+    form = part("model", b"PP-OCRv6") + part("optionalPayload", b"{}") + part("file", data, "doc.pdf")
+    form += f"--{boundary}--\r\n".encode()
+
+    def call(url: str, body: bytes | None = None) -> dict:
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"} if body else {}
+        for attempt in range(30):  # a backend restarting answers 503 or not at all: try again
+            try:
+                with urllib.request.urlopen(
+                    urllib.request.Request(url, data=body, headers=headers), timeout=60
+                ) as r:
+                    return json.loads(r.read())
+            except (urllib.error.HTTPError, OSError) as exc:
+                if isinstance(exc, urllib.error.HTTPError) and exc.code not in (502, 503, 504):
+                    raise
+                time.sleep(1 + attempt)
+        raise RuntimeError(f"{url}: no answer")
+
+    started = time.monotonic()
+    ids = [call(f"{base}/api/v2/ocr/jobs", form)["data"]["jobId"] for _ in range(int(count))]
+    print(f"fleet_load: {len(ids)} jobs submitted", file=sys.stderr)
+    results, pages = {}, None
+    while len(results) < len(ids) and time.monotonic() - started < 1800:
+        for job_id in ids:
+            if job_id in results:
+                continue
+            status = call(f"{base}/api/v2/ocr/jobs/{job_id}")["data"]
+            if status["state"] == "done":
+                with urllib.request.urlopen(status["resultUrl"]["jsonUrl"], timeout=60) as response:
+                    lines = [json.loads(line) for line in response.read().splitlines() if line.strip()]
+                texts = [
+                    " ".join(p["prunedResult"]["rec_texts"])
+                    for ln in lines
+                    for p in ln["result"]["ocrResults"]
+                ]
+                results[job_id] = {"state": "done", "pages": len(texts), "texts": texts}
+            elif status["state"] == "failed":
+                results[job_id] = {"state": "failed", "error": status.get("errorMsg")}
+        time.sleep(2)
+    with open(out, "w") as stream:
+        json.dump(results, stream)
+    done = [r for r in results.values() if r["state"] == "done"]
+    pages = {r["pages"] for r in done}
+    same = len({tuple(r["texts"]) for r in done}) == 1
+    print(
+        f"fleet_load: {len(done)} of {len(ids)} jobs done in {time.monotonic() - started:.0f} s; "
+        f"pages per result {sorted(pages)}; every result the same text: {same}",
+        file=sys.stderr,
+    )
+    return 0 if len(done) == len(ids) and len(pages) == 1 and same else 1
+
+
 def main() -> int:
+    if len(sys.argv) == 6 and sys.argv[1] == "jobs":
+        return jobs(*sys.argv[2:6])
     if len(sys.argv) == 7 and sys.argv[1] == "load":
         return load(*sys.argv[2:7])
     if len(sys.argv) == 4 and sys.argv[1] == "report":
