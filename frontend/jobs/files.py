@@ -15,6 +15,7 @@ at the end. Everything a client fetches is served through
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from collections.abc import Iterator
@@ -74,8 +75,19 @@ class JobFiles:
         return len(body)
 
     def read_pages(self, token: str, indices: list[int]) -> Iterator[dict[str, Any]]:
+        """The pages as a direct request answers them: their Markdown's pictures in Base64 again
+        (they are stored as files, their URLs in the page), for a document written from them."""
         for index in indices:
-            yield orjson.loads((self.folder(token) / _PAGES / f"{index:06d}").read_bytes())
+            page = orjson.loads((self.folder(token) / _PAGES / f"{index:06d}").read_bytes())
+            markdown = page.get("markdown") or {}
+            images = markdown.get("images") or {}
+            for path, url in images.items():
+                name = str(url).rpartition(f"{PREFIX}{token}/")[2]
+                file = self.served.path_of(token, name) if name else None
+                if file is None:
+                    raise OSError(f"picture {path} of page {index + 1} is gone")
+                images[path] = base64.b64encode(file.read_bytes()).decode("ascii")
+            yield page
 
     def write_result(
         self,
