@@ -64,6 +64,16 @@ def worker_memory_limit(serving: ServingSettings, workers: int, machine_bytes: i
     return int(machine * WORKER_MEMORY_SHARE / max(workers, 1))
 
 
+# What an "auto" max_kept_mb lets a worker keep between batches above its size at rest.
+KEPT_AUTO_MB = 1024
+
+
+def kept_memory_limit(serving: ServingSettings) -> int:
+    """Bytes a worker may keep between batches above its size at rest (Serving.max_kept_mb)."""
+    chosen = KEPT_AUTO_MB if serving.max_kept_mb == "auto" else serving.max_kept_mb
+    return int(chosen * MiB)
+
+
 class SharedMemoryError(RuntimeError):
     """The rings cannot fit in the shared memory this machine offers."""
 

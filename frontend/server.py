@@ -25,14 +25,20 @@ from aiohttp import web
 from pxserve.frontend.app import create_app
 from pxserve.frontend.engine_client import EngineClient
 from pxserve.frontend.metrics import Metrics
-from pxserve.frontend.placement import Placement, RingSizes, size_rings, worker_memory_limit
+from pxserve.frontend.placement import (
+    Placement,
+    RingSizes,
+    kept_memory_limit,
+    size_rings,
+    worker_memory_limit,
+)
 from pxserve.frontend.supervisor import Supervisor
 from pxserve.shared.cache import onnx_model_path
 from pxserve.shared.config import ConfigError, MiB, ServerConfig, ServingSettings
 from pxserve.shared.model_dir import ModelDir
 from pxserve.shared.pipelines import Pipeline
 from pxserve.shared.ring import shm_dir
-from pxserve.workers.worker import ModelSpec
+from pxserve.workers.worker import TRIM_WHEN_IDLE_S, ModelSpec
 
 log = logging.getLogger("pxserve")
 
@@ -207,6 +213,12 @@ async def serve(
     memory_limit = worker_memory_limit(config.engine, len(plan))
     if memory_limit:
         log.info("workers over %.0f MiB are recycled (Serving.max_worker_memory_mb)", memory_limit / MiB)
+    log.info(
+        "workers give back what their last pages took once all have waited %.1f s for work, or at once "
+        "past %.0f MiB above their size at rest (Serving.max_kept_mb)",
+        TRIM_WHEN_IDLE_S,
+        kept_memory_limit(config.engine) / MiB,
+    )
     supervisor = Supervisor(config, models, plan, rings, options.log_level, memory_limit)
     engine = EngineClient(supervisor, config)
     telemetry = Metrics()

@@ -27,7 +27,7 @@ from typing import Any
 
 import multiprocess
 
-from pxserve.frontend.placement import Placement, RingSizes
+from pxserve.frontend.placement import Placement, RingSizes, kept_memory_limit
 from pxserve.frontend.process_stats import cpu_seconds, rss_bytes
 from pxserve.shared.config import MiB, ServerConfig
 from pxserve.shared.core_shares import CoreShares
@@ -213,6 +213,7 @@ class Supervisor:
             heartbeat_interval_s=heartbeat_interval(serving.worker_stall_timeout_s),
             log_level=self.log_level,
             shared_cores=self.cores.cores if self.cores and placement.device.kind == "cpu" else 0,
+            max_kept_bytes=kept_memory_limit(serving),
         )
         if self.cores is not None and not successor:
             self.cores.reset(slot)  # a dead predecessor's share is free

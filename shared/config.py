@@ -173,6 +173,12 @@ class ServingSettings(BaseModel):
     """A worker whose resident memory passes this is recycled: its successor is started first, then it
     finishes what it holds and exits; no request is lost. auto: 3/4 of the machine's (or container's)
     memory over the worker count; 0: never."""
+    max_kept_mb: NonNegativeFloat | Auto = "auto"
+    """What a worker may keep between batches, for the next pages, above what it holds at rest (its
+    models): the last page shape's activations, the engines' pools, the heap's free pages. A batch that
+    leaves it holding more gives them back at once; below it they go back once the worker has waited
+    0.5 s for work. auto: 1024 MiB; 0: back after every batch (the least memory, pages of one size a
+    little slower). Said at startup."""
     max_result_mb: PositiveFloat = 256.0
     """The largest answer one request may produce (a long PDF with `visualize`); larger: 413. Anything up
     to it comes back whole, in pieces through the response ring if need be."""
@@ -396,7 +402,7 @@ def load_pipeline_config(name_or_path: str) -> PipelineConfig:
 # Serving keys that shape the engine, one value per server (see the module docstring).
 ENGINE_KEYS = (
     "instances_per_device", "cpu_threads", "max_batch_size", "max_queue_delay_ms",
-    "worker_stall_timeout_s", "max_worker_memory_mb", "max_result_mb", "api_keys",
+    "worker_stall_timeout_s", "max_worker_memory_mb", "max_kept_mb", "max_result_mb", "api_keys",
     "auth_health", "auth_metrics", "request_ring_mb", "response_ring_mb",
     "data_dir", "public_url", "file_ttl_hours", "max_file_storage_mb", "jobs",
 )  # fmt: skip

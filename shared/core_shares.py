@@ -70,6 +70,8 @@ class Cores(Protocol):
 
     def give_way(self, beat: Any) -> None: ...
 
+    def others_at_work(self) -> bool: ...
+
 
 class CoreShares:
     """The threads each CPU worker slot uses now, in shared memory."""
@@ -126,6 +128,10 @@ class WorkerCores:
         """Whether the batch in hand is a request's (others' job batches give way to it)."""
         self.shares.urgent[self.slot] = int(urgent)
 
+    def others_at_work(self) -> bool:
+        """Whether another worker holds work now (its part of a request may come here next)."""
+        return self.shares.others(self.slot) > 0
+
     def give_way(self, beat: Any) -> None:
         """Between two model calls of a job's batch: while another worker serves a request, let
         this worker's cores go to it (at most ``GIVE_WAY_LIMIT_S``), then take them back."""
@@ -180,6 +186,9 @@ class OwnCores:
 
     def give_way(self, beat: Any) -> None:
         pass
+
+    def others_at_work(self) -> bool:
+        return False
 
     @contextmanager
     def call(self, most: int | None = None) -> Iterator[int]:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import base64
 import io
+import statistics
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +98,81 @@ def test_pdfs_whose_clients_gave_up_stop_costing_worker_time(server: Server) -> 
     assert metric(server, DETECTOR_CALLS) - calls_before <= 10
     assert metric(server, "pxserve_tasks_dropped_total") >= 1
     assert "Traceback" not in server.logs()
+
+
+# -- memory at rest ---------------------------------------------------------------------------
+def resident_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1]) / 1024
+
+
+def tall_page() -> dict:
+    """A text-dense page of 1271x1480 (the top of a page, twice): a detector call of its size
+    holds several hundred MiB with Paddle."""
+    top = Image.open(DATA / "page_top.jpg").convert("RGB")
+    page = Image.new("RGB", (top.width, 2 * top.height), "white")
+    page.paste(top, (0, 0))
+    page.paste(top, (0, top.height))
+    buffer = io.BytesIO()
+    page.save(buffer, format="JPEG", quality=90)
+    return {"file": base64.b64encode(buffer.getvalue()).decode(), "fileType": 1, "visualize": False}
+
+
+def settled_mib(pid: int) -> float:
+    """The worker's resident memory once it has stopped changing (read 1 s apart)."""
+    readings = [resident_mib(pid)]
+
+    def steady() -> bool:
+        readings.append(resident_mib(pid))
+        return abs(readings[-1] - readings[-2]) < 8
+
+    wait_until(steady, 15, "the worker's memory to settle", interval=1.0)
+    return readings[-1]
+
+
+@pytest.mark.slow
+def test_a_worker_gives_back_what_its_pages_took_once_it_waits_for_work(server: Server) -> None:
+    worker = server.workers()[0]
+    page = tall_page()
+    assert page_of(ocr(server, page))["rec_texts"]
+    rest = settled_mib(worker)
+    # Pages of one size keep the detector's memory for the next one (a PDF's pages are fast
+    # that way); idle, the worker gives it back.
+    for _ in range(2):
+        assert page_of(ocr(server, page))["rec_texts"]
+    wait_until(lambda: resident_mib(worker) <= rest + 64, 5, f"the worker back near {rest:.0f} MiB")
+
+
+@pytest.mark.slow
+def test_past_max_kept_mb_a_busy_worker_gives_back_after_each_batch(work_dir: Path) -> None:
+    """max_kept_mb: 0, and pages sent back to back: the worker is never idle, yet between its
+    detector calls it holds what it holds at rest, not the last page's activations."""
+    serving = {"instances_per_device": 1, "cpu_threads": 2, "max_kept_mb": 0}
+    running = start_server(write_ocr_config(work_dir, serving), work_dir)
+    try:
+        worker = running.workers()[0]
+        page = tall_page()
+        assert page_of(ocr(running, page))["rec_texts"]
+        rest = settled_mib(worker)
+        samples: list[float] = []
+        sending = [True]
+
+        def sample() -> None:
+            while sending[0]:
+                samples.append(resident_mib(worker))
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            for _ in range(4):
+                assert page_of(ocr(running, page))["rec_texts"]
+        finally:
+            sending[0] = False
+            sampler.join()
+        peak = max(samples)
+        assert peak > rest + 150, (rest, peak)  # a detector call does hold this much
+        # Kept between pages (the default), the median would be the peak's level.
+        assert statistics.median(samples) < rest + (peak - rest) / 2, (rest, peak, statistics.median(samples))
+    finally:
+        stop_and_check_clean(running)

@@ -83,6 +83,10 @@ class ReleasePolicy:
         self._kept = shapes
         return True
 
+    def forget(self) -> None:
+        """The kept memory was given back: the next large call, whatever its shape, is a new one."""
+        self._kept = None
+
 
 @dataclass(frozen=True, slots=True)
 class BackendOptions:
@@ -122,6 +126,9 @@ class InferenceBackend(Protocol):
 
     def run(self, inputs: dict[str, np.ndarray], threads: int | None = None) -> list[np.ndarray]: ...
 
+    def release(self) -> None:
+        """Give back what the model keeps between calls (its last large shape's memory)."""
+
 
 class MeteredBackend:
     """A backend that remembers the batch sizes it ran, for /metrics per model, and runs
@@ -155,6 +162,9 @@ class MeteredBackend:
         with self.cores.call(max(self.backend.thread_counts)) as granted:
             self.threads.append(granted)
             return self.backend.run(inputs, granted)
+
+    def release(self) -> None:
+        self.backend.release()
 
     def take_batch_sizes(self) -> list[int]:
         sizes, self.batch_sizes = self.batch_sizes, []
@@ -311,6 +321,13 @@ class PaddleBackend:
         self._predictor.clear_intermediate_tensor()
         self._predictor.try_shrink_memory()
 
+    def release(self) -> None:
+        if self._onnx is not None:
+            self._onnx.release()
+        elif self._predictor is not None:
+            self._release()
+            self._release_policy.forget()
+
 
 class OnnxRuntimeBackend:
     """ONNX Runtime session: CPU, CUDA (the worker's only visible card) or TensorRT."""
@@ -336,6 +353,9 @@ class OnnxRuntimeBackend:
         self._keep, self._shrink = ort.RunOptions(), ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._release_policy = ReleasePolicy() if options.device.kind == "cpu" else None
+        # The smallest call so far (its feeds copied), run again by release(): ONNX Runtime
+        # shrinks an arena only at the end of a run.
+        self._smallest: tuple[int, dict[str, np.ndarray]] | None = None
 
     @staticmethod
     def _create(ort: Any, onnx_path: str, providers: list, threads: int) -> Any:
@@ -373,30 +393,56 @@ class OnnxRuntimeBackend:
 
     def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        session = self._sessions[_fitting(self._sessions, threads)]
-        return session.run([self._output], {self._input: batch}, self._run_options([batch]))[0]
+        return self._call({self._input: batch}, [self._output], threads)[0]
 
     def run(self, inputs: dict[str, np.ndarray], threads: int | None = None) -> list[np.ndarray]:
         """Every named input (each in the dtype the model takes), every output in the model's order."""
         _check_inputs(self.input_names, inputs)
         feeds = {name: np.ascontiguousarray(value) for name, value in inputs.items()}
+        return self._call(feeds, self.output_names, threads)
+
+    def _call(self, feeds: dict[str, np.ndarray], outputs: list[str], threads: int | None) -> list:
         session = self._sessions[_fitting(self._sessions, threads)]
-        return list(session.run(self.output_names, feeds, self._run_options(list(feeds.values()))))
-
-    def _run_options(self, inputs: list[np.ndarray]) -> object:
         policy = self._release_policy
-        return self._shrink if policy is not None and policy.release_after(inputs) else self._keep
+        shrink = policy is not None and policy.release_after(list(feeds.values()))
+        results = list(session.run(outputs, feeds, self._shrink if shrink else self._keep))
+        if policy is not None:
+            _CPU_ARENA.runs_since_shrink = 0 if shrink else _CPU_ARENA.runs_since_shrink + 1
+            values = sum(v.size for v in feeds.values())
+            if self._smallest is None or values < self._smallest[0]:
+                self._smallest = (values, {name: value.copy() for name, value in feeds.items()})
+        return results
+
+    def release(self) -> None:
+        """Shrink the arena (shared by every session of the worker) to what is in use: the
+        smallest call so far, run again with the shrink option (a warm-up's: milliseconds).
+        Once is enough for every model of the worker: the next ones find nothing run since."""
+        if self._release_policy is None or self._smallest is None:
+            return  # a GPU's arena is left as it is: not measured here
+        self._release_policy.forget()
+        if _CPU_ARENA.runs_since_shrink:
+            session = self._sessions[_fitting(self._sessions, None)]
+            session.run(self.output_names, self._smallest[1], self._shrink)
+            _CPU_ARENA.runs_since_shrink = 0
 
 
-_SHARED_ARENA: list[bool] = []
+@dataclass
+class _CpuArena:
+    """The worker's one CPU arena, shared by every ONNX Runtime session in the process."""
+
+    registered: bool = False
+    runs_since_shrink: int = 0  # none: a release has nothing to give back, and costs nothing
+
+
+_CPU_ARENA = _CpuArena()
 
 
 def _share_one_cpu_arena(ort: Any) -> None:
     """Register the process's one CPU arena with ONNX Runtime's environment (once)."""
-    if not _SHARED_ARENA:
+    if not _CPU_ARENA.registered:
         memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
         ort.create_and_register_allocator(memory, ort.OrtArenaCfg({}))
-        _SHARED_ARENA.append(True)
+        _CPU_ARENA.registered = True
 
 
 def _check_inputs(expected: list[str], inputs: dict[str, np.ndarray]) -> None:

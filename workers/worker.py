@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pxserve.shared.allocator import return_free_heap, return_large_buffers_to_the_os
+from pxserve.shared.allocator import resident_bytes, return_free_heap, return_large_buffers_to_the_os
 from pxserve.shared.config import PipelineConfig
 from pxserve.shared.core_shares import Cores, CoreShares, OwnCores
 from pxserve.shared.devices import Device
@@ -91,13 +91,19 @@ class WorkerSpec:
     # The CPU cores this worker shares with the other CPU workers (0: it shares none):
     # its model calls may use those the others leave idle (shared/core_shares.py).
     shared_cores: int = 0
+    # What the worker may keep between batches above its size at rest (Serving.max_kept_mb).
+    max_kept_bytes: int = 256 << 20
 
 
-# The heap's free pages go back to the OS once a worker has waited this long for work.
-# Trimming after every batch instead cost a page 3-5% at concurrency 1 (its tensors
-# page-faulted in again, several batches a page), a busy worker never trims: its heap
-# is what its batches reuse.
+# What a worker's last batches kept for the next ones (each model's memory for its last
+# large shape, the heap's free pages) goes back once no worker has had work for this
+# long, as seen by this one every SETTLE_POLL_S, so a lone request's pages, whose parts
+# move between workers, keep theirs; or once it has itself waited SETTLE_ALONE_S while
+# others work. Measured (benchmarks/memory_at_rest.py): giving back whenever one worker
+# had waited 0.5 s cost a lone A4 page 7% at c=1, after every batch 15%.
 TRIM_WHEN_IDLE_S = 0.5
+SETTLE_POLL_S = 0.1
+SETTLE_ALONE_S = 5.0
 
 
 def _prepare_process(spec: WorkerSpec) -> None:
@@ -185,7 +191,8 @@ class Worker:
         self.queues = TaskQueues(list(self.runners), max_bytes=requests.capacity)
         self.running: list[tuple[str, list[int]]] = []  # (pipeline, task ids): the batch, and one inside it
         self.running_background = False  # the outer batch is only background tasks (a job's)
-        self.heap_used = False  # batches ran since the heap was last trimmed
+        self.holding = False  # batches ran since the worker last gave back what they kept
+        self.rest_bytes = 0  # resident memory right after it last gave it back
         self.front_alive = True
 
     def beat(self) -> None:
@@ -210,6 +217,7 @@ class Worker:
         for backend in self.backends:
             backend.take_batch_sizes()
             backend.take_threads()
+        self.settle()
 
     def _wait(self, timeout: float | None) -> None:
         """Sleep until the doorbell rings or ``timeout`` passes."""
@@ -229,7 +237,7 @@ class Worker:
 
         Returns ("", []) once the front has closed the doorbell and nothing is left.
         """
-        idle_since = time.monotonic()
+        idle_since = quiet_since = time.monotonic()  # this worker waiting; no worker at work
         while True:
             self.beat()
             self.read_ring()
@@ -239,12 +247,15 @@ class Worker:
             if not self.front_alive:
                 return "", []
             self.cores.let_go()  # nothing to do: the others may use our cores
-            if self.heap_used and time.monotonic() - idle_since >= TRIM_WHEN_IDLE_S:
-                return_free_heap()
-                self.heap_used = False
-            self._wait(TRIM_WHEN_IDLE_S if self.heap_used else self.spec.heartbeat_interval_s)
+            if self.holding:
+                now = time.monotonic()
+                if self.cores.others_at_work():
+                    quiet_since = now
+                if now - quiet_since >= TRIM_WHEN_IDLE_S or now - idle_since >= SETTLE_ALONE_S:
+                    self.settle()
+            self._wait(SETTLE_POLL_S if self.holding else self.spec.heartbeat_interval_s)
         self.cores.hold()
-        self.heap_used = True
+        self.holding = True
         deadline = time.monotonic() + self.spec.max_queue_delay_s
         while (
             self.front_alive
@@ -255,6 +266,22 @@ class Worker:
             self._wait(remaining)
             self.read_ring()
         return pipeline, self.queues.take(pipeline, self.spec.max_batch_size)
+
+    def settle(self, why: str = "idle") -> None:
+        """Give back what the last batches kept for the next ones: each model's memory for its
+        last large shape, then the heap's free pages."""
+        before = resident_bytes()
+        for backend in self.backends:
+            backend.release()
+        return_free_heap()
+        self.holding = False
+        self.rest_bytes = resident_bytes()
+        log.debug("gave back %.0f MiB (%s)", (before - self.rest_bytes) / 2**20, why)
+
+    def settle_if_over(self) -> None:
+        """After a batch: give back at once what it left kept, when that is over the limit."""
+        if resident_bytes() - self.rest_bytes > self.spec.max_kept_bytes:
+            self.settle("over max_kept_mb")
 
     def checkpoint(self) -> None:
         """Between a batch's model calls: beat, and run one waiting batch of another pipeline.
@@ -356,6 +383,8 @@ class Worker:
             "threads": {b.model_name: b.take_threads() for b in self.backends},
         }
         self.status.send(WorkerEvent("batch", self.spec.index, stats=stats))
+        if not self.running:
+            self.settle_if_over()
 
     def serve(self) -> None:
         while True:
