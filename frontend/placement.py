@@ -65,7 +65,7 @@ def worker_memory_limit(serving: ServingSettings, workers: int, machine_bytes: i
 
 
 # What an "auto" max_kept_mb lets a worker keep between batches above its size at rest.
-KEPT_AUTO_MB = 1024
+KEPT_AUTO_MB = 1536
 
 
 def kept_memory_limit(serving: ServingSettings) -> int:

@@ -177,7 +177,7 @@ class ServingSettings(BaseModel):
     """What a worker may keep between batches, for the next pages, above what it holds at rest (its
     models): the last page shape's activations, the engines' pools, the heap's free pages. A batch that
     leaves it holding more gives them back at once; below it they go back once the worker has waited
-    0.5 s for work. auto: 1024 MiB; 0: back after every batch (the least memory, pages of one size a
+    0.5 s for work. auto: 1536 MiB; 0: back after every batch (the least memory, pages of one size a
     little slower). Said at startup."""
     max_result_mb: PositiveFloat = 256.0
     """The largest answer one request may produce (a long PDF with `visualize`); larger: 413. Anything up

@@ -88,3 +88,15 @@ def test_a_share_that_never_comes_back_is_waited_for_only_so_long(
     shares.reset(0)
     with late.call() as threads:
         assert threads == 4  # every core free again
+
+
+def test_a_worker_sees_whether_any_other_holds_work(shares: CoreShares) -> None:
+    """What a waiting worker asks before it gives back its memory (workers/worker.py)."""
+    workers = [shares.worker(slot, 1) for slot in range(4)]
+    assert not any(w.others_at_work() for w in workers)
+    workers[2].hold()
+    assert workers[0].others_at_work() and not workers[2].others_at_work()
+    with workers[2].call():  # borrowing the idle cores is work too
+        assert workers[1].others_at_work()
+    workers[2].let_go()
+    assert not workers[0].others_at_work()
