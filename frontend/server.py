@@ -38,7 +38,7 @@ from pxserve.shared.config import ConfigError, MiB, ServerConfig, ServingSetting
 from pxserve.shared.model_dir import ModelDir
 from pxserve.shared.pipelines import Pipeline
 from pxserve.shared.ring import shm_dir
-from pxserve.workers.worker import TRIM_WHEN_IDLE_S, ModelSpec
+from pxserve.workers.worker import SETTLE_QUIET_S, ModelSpec
 
 log = logging.getLogger("pxserve")
 
@@ -216,7 +216,7 @@ async def serve(
     log.info(
         "workers give back what their last pages took once all have waited %.1f s for work, or at once "
         "past %.0f MiB above their size at rest (Serving.max_kept_mb)",
-        TRIM_WHEN_IDLE_S,
+        SETTLE_QUIET_S,
         kept_memory_limit(config.engine) / MiB,
     )
     supervisor = Supervisor(config, models, plan, rings, options.log_level, memory_limit)

@@ -25,7 +25,8 @@ Releasing after *every* large call cost each page 8-11% of its time on
 either engine (its activations allocated and page-faulted in again), so a
 call keeps its memory when it has the shape of the large call before it
 (:class:`ReleasePolicy`): the same bound, one shape's memory, at the speed
-of a warm engine for the pages of one document.
+of a warm engine for the pages of one document. That one shape's memory goes
+back too once the worker is at rest (``release()``, called by the worker).
 """
 
 from __future__ import annotations

@@ -91,17 +91,19 @@ class WorkerSpec:
     # The CPU cores this worker shares with the other CPU workers (0: it shares none):
     # its model calls may use those the others leave idle (shared/core_shares.py).
     shared_cores: int = 0
-    # What the worker may keep between batches above its size at rest (Serving.max_kept_mb).
-    max_kept_bytes: int = 256 << 20
+    # What the worker may keep between batches above its size at rest (Serving.max_kept_mb;
+    # the front resolves its auto).
+    max_kept_bytes: int = 1536 << 20
 
 
 # What a worker's last batches kept for the next ones (each model's memory for its last
 # large shape, the heap's free pages) goes back once no worker has had work for this
 # long, as seen by this one every SETTLE_POLL_S, so a lone request's pages, whose parts
 # move between workers, keep theirs; or once it has itself waited SETTLE_ALONE_S while
-# others work. Measured (benchmarks/memory_at_rest.py): giving back whenever one worker
-# had waited 0.5 s cost a lone A4 page 7% at c=1, after every batch 15%.
-TRIM_WHEN_IDLE_S = 0.5
+# others work. Measured with benchmarks/memory_at_rest.py: giving back whenever one worker
+# had waited 0.5 s cost a lone A4 page 7% at c=1 (one exploratory run), after every batch
+# (max_kept_mb: 0) 5-11% (docs/performance.md, "Memory at rest").
+SETTLE_QUIET_S = 0.5
 SETTLE_POLL_S = 0.1
 SETTLE_ALONE_S = 5.0
 
@@ -251,7 +253,7 @@ class Worker:
                 now = time.monotonic()
                 if self.cores.others_at_work():
                     quiet_since = now
-                if now - quiet_since >= TRIM_WHEN_IDLE_S or now - idle_since >= SETTLE_ALONE_S:
+                if now - quiet_since >= SETTLE_QUIET_S or now - idle_since >= SETTLE_ALONE_S:
                     self.settle()
             self._wait(SETTLE_POLL_S if self.holding else self.spec.heartbeat_interval_s)
         self.cores.hold()
