@@ -28,10 +28,10 @@ from typing import Any
 import multiprocess
 
 from pxserve.frontend.placement import Placement, RingSizes, kept_memory_limit
-from pxserve.frontend.process_stats import cpu_seconds, rss_bytes
 from pxserve.shared.config import MiB, ServerConfig
 from pxserve.shared.core_shares import CoreShares
 from pxserve.shared.messages import WorkerEvent
+from pxserve.shared.process_stats import cpu_seconds, rss_bytes
 from pxserve.shared.ring import Doorbell, Ring, shm_dir
 from pxserve.shared.task_boards import CancelBoard, InHandBoard
 from pxserve.workers.worker import ModelSpec, WorkerSpec, worker_main

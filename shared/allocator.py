@@ -19,7 +19,6 @@ request bodies whose freed memory the next requests reuse.
 from __future__ import annotations
 
 import ctypes
-import os
 from typing import Any
 
 M_MMAP_THRESHOLD = -3  # mallopt parameter
@@ -46,15 +45,3 @@ def return_free_heap() -> None:
     """Hand the heap's free pages back to the OS (a few milliseconds)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def resident_bytes() -> int:
-    """This process's resident memory, from /proc (tens of microseconds; 0 where there is none)."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE
-    except OSError:
-        return 0

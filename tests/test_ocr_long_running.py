@@ -23,7 +23,7 @@ from PIL import Image
 from test_ocr import DATA, b64, b64_file, ocr, page_of, write_ocr_config
 
 from pxserve.frontend.placement import MIN_RESPONSE_RING
-from pxserve.frontend.process_stats import cpu_seconds
+from pxserve.shared.process_stats import cpu_seconds, rss_bytes
 
 DETECTOR_CALLS = 'pxserve_model_batch_size_count{model="PP-OCRv4_mobile_det"}'
 
@@ -102,8 +102,7 @@ def test_pdfs_whose_clients_gave_up_stop_costing_worker_time(server: Server) -> 
 
 # -- memory at rest ---------------------------------------------------------------------------
 def resident_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1]) / 1024
+    return rss_bytes(pid) / 2**20
 
 
 def tall_page() -> dict:

@@ -37,13 +37,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pxserve.shared.allocator import resident_bytes, return_free_heap, return_large_buffers_to_the_os
+from pxserve.shared.allocator import return_free_heap, return_large_buffers_to_the_os
 from pxserve.shared.config import PipelineConfig
 from pxserve.shared.core_shares import Cores, CoreShares, OwnCores
 from pxserve.shared.devices import Device
 from pxserve.shared.errors import one_line
 from pxserve.shared.logs import quiet_engine_logs
 from pxserve.shared.messages import Outcome, Task, WorkerEvent
+from pxserve.shared.process_stats import rss_bytes
 from pxserve.shared.ring import Doorbell, Ring, RingFullError
 from pxserve.shared.task_boards import CancelBoard, InHandBoard
 from pxserve.workers.task_queues import TaskQueues
@@ -195,6 +196,7 @@ class Worker:
         self.running_background = False  # the outer batch is only background tasks (a job's)
         self.holding = False  # batches ran since the worker last gave back what they kept
         self.rest_bytes = 0  # resident memory right after it last gave it back
+        self.pid = os.getpid()
         self.front_alive = True
 
     def beat(self) -> None:
@@ -272,17 +274,17 @@ class Worker:
     def settle(self, why: str = "idle") -> None:
         """Give back what the last batches kept for the next ones: each model's memory for its
         last large shape, then the heap's free pages."""
-        before = resident_bytes()
+        before = rss_bytes(self.pid)
         for backend in self.backends:
             backend.release()
         return_free_heap()
         self.holding = False
-        self.rest_bytes = resident_bytes()
+        self.rest_bytes = rss_bytes(self.pid)
         log.debug("gave back %.0f MiB (%s)", (before - self.rest_bytes) / 2**20, why)
 
     def settle_if_over(self) -> None:
         """After a batch: give back at once what it left kept, when that is over the limit."""
-        if resident_bytes() - self.rest_bytes > self.spec.max_kept_bytes:
+        if rss_bytes(self.pid) - self.rest_bytes > self.spec.max_kept_bytes:
             self.settle("over max_kept_mb")
 
     def checkpoint(self) -> None:

@@ -2,7 +2,9 @@
 
 Read from /proc by the supervisor once a second, for the watchdog (a worker
 that burns CPU is busy, not hung), for recycling workers that grew too big,
-and for /metrics. Off Linux every reading is 0, which turns both checks off.
+and for /metrics; and by a worker of itself after each batch, to know whether
+it keeps more than ``max_kept_mb``. Off Linux every reading is 0, which turns
+these checks off.
 """
 
 from __future__ import annotations
