@@ -82,3 +82,28 @@ def test_memory_goes_back_after_a_large_call_of_a_new_shape_only() -> None:
     assert policy.release_after([other_page])  # another shape: back again
     assert policy.release_after([page])
     assert policy.release_after([page, np.zeros((1, 2), np.float32)])  # shapes of every input count
+
+
+def test_on_a_crowded_machine_every_large_call_gives_its_memory_back() -> None:
+    from pxserve.workers.backends import ReleasePolicy
+
+    policy = ReleasePolicy()
+    line = np.zeros((6, 3, 48, 320), np.float32)
+    page = np.zeros((1, 3, 1632, 1280), np.float32)
+    assert policy.release_after([page]) and not policy.release_after([page])  # alone: the shape is kept
+    assert policy.release_after([page], crowded=True)  # beside other workers: back, the same shape too
+    assert policy.release_after([page], crowded=True)
+    assert not policy.release_after([line], crowded=True)  # small calls keep theirs
+    assert policy.release_after([page])  # alone again: what the crowded call had is gone, keep anew
+    assert not policy.release_after([page])
+
+
+def test_an_onnx_runtime_call_is_crowded_when_no_idle_cores_were_lent_to_it(
+    detector: tuple[ModelDir, str],
+) -> None:
+    model, onnx = detector
+    lent = create_backend(model, BackendOptions(Device("cpu"), 1, "onnxruntime", onnx, thread_counts=(1, 2)))
+    assert lent._crowded(1) and not lent._crowded(2)  # its own core only / the other worker's too
+    assert not lent._crowded(None)  # not called through the worker's cores
+    alone = create_backend(model, BackendOptions(Device("cpu"), 2, "onnxruntime", onnx))
+    assert not alone._crowded(2)  # a worker owning every core has no others

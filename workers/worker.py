@@ -274,13 +274,18 @@ class Worker:
     def settle(self, why: str = "idle") -> None:
         """Give back what the last batches kept for the next ones: each model's memory for its
         last large shape, then the heap's free pages."""
-        before = rss_bytes(self.pid)
+        before, started = rss_bytes(self.pid), time.perf_counter()
         for backend in self.backends:
             backend.release()
         return_free_heap()
         self.holding = False
         self.rest_bytes = rss_bytes(self.pid)
-        log.debug("gave back %.0f MiB (%s)", (before - self.rest_bytes) / 2**20, why)
+        log.debug(
+            "gave back %.0f MiB in %.0f ms (%s)",
+            (before - self.rest_bytes) / 2**20,
+            (time.perf_counter() - started) * 1e3,
+            why,
+        )
 
     def settle_if_over(self) -> None:
         """After a batch: give back at once what it left kept, when that is over the limit."""
