@@ -98,15 +98,12 @@ def test_on_a_crowded_machine_every_large_call_gives_its_memory_back() -> None:
     assert not policy.release_after([page])
 
 
-def test_an_onnx_runtime_call_is_crowded_while_tasks_wait_in_its_worker(
+def test_an_onnx_runtime_call_is_crowded_when_no_idle_cores_were_lent_to_it(
     detector: tuple[ModelDir, str],
 ) -> None:
     model, onnx = detector
-    waiting = [False]
-    options = BackendOptions(Device("cpu"), 1, "onnxruntime", onnx, backlog=lambda: waiting[0])
-    backend = create_backend(model, options)
-    assert not backend._crowded()
-    waiting[0] = True
-    assert backend._crowded()
-    alone = create_backend(model, BackendOptions(Device("cpu"), 1, "onnxruntime", onnx))
-    assert not alone._crowded()  # a model used on its own, not by a worker
+    lent = create_backend(model, BackendOptions(Device("cpu"), 1, "onnxruntime", onnx, thread_counts=(1, 2)))
+    assert lent._crowded(1) and not lent._crowded(2)  # its own core only / the other worker's too
+    assert not lent._crowded(None)  # not called through the worker's cores
+    alone = create_backend(model, BackendOptions(Device("cpu"), 2, "onnxruntime", onnx))
+    assert not alone._crowded(2)  # a worker owning every core has no others

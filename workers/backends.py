@@ -27,9 +27,9 @@ call keeps its memory when it has the shape of the large call before it
 (:class:`ReleasePolicy`): the same bound, one shape's memory, at the speed
 of a warm engine for the pages of one document. That one shape's memory goes
 back too once the worker is at rest (``release()``, called by the worker).
-On a crowded machine (tasks waiting in the worker) ONNX Runtime gives back
-after every large call instead: there each worker's kept shape adds up (635 vs 270
-MiB a worker under c=4 pages, at the same pages/s), while a lone request
+On a crowded machine (every worker at work) ONNX Runtime gives back after
+every large call instead: there each worker's kept shape adds up (656 vs 271
+MiB a worker under c=4 pages, for 2-4% of the pages/s), while a lone request
 keeps its speed. Paddle does not: its detector call after a release took a
 third longer (0.54 -> 0.72 s on the A4 page), against ONNX Runtime's 14%.
 """
@@ -37,7 +37,7 @@ third longer (0.54 -> 0.72 s on the A4 page), against ONNX Runtime's 14%.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,10 +76,10 @@ class ReleasePolicy:
     (336 vs 309 MB ONNX Runtime, 1479 vs 1479 MB Paddle), pages 8% (ONNX Runtime) and
     11% (Paddle) faster.
 
-    A call on a crowded machine (``crowded``: tasks wait in its worker beyond the batch in
-    hand) gives its memory back even when the next one has its shape: under load every
-    worker's kept memory adds up, while a lone request keeps its own, its parts spread over
-    the workers too (docs/performance.md, "Memory at rest").
+    A call on a crowded machine (``crowded``: no idle cores were lent to it, the other
+    workers are at work) gives its memory back even when the next one has its shape: under
+    load every worker's kept memory adds up, while a lone request's pages keep theirs
+    (docs/performance.md, "Memory at rest").
     """
 
     def __init__(self) -> None:
@@ -112,9 +112,6 @@ class BackendOptions:
     # On a CPU, the thread counts a call may ask for (shared/core_shares.py): the engine
     # loads the model once per count. Empty: ``cpu_threads`` only.
     thread_counts: tuple[int, ...] = ()
-    # Whether tasks wait in the worker beyond the batch in hand (the worker's own queue and
-    # ring): a crowded machine, see ReleasePolicy. None: never (a model used on its own).
-    backlog: Callable[[], bool] | None = None
 
     @property
     def counts(self) -> tuple[int, ...]:
@@ -371,7 +368,6 @@ class OnnxRuntimeBackend:
         self._keep, self._shrink = ort.RunOptions(), ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._release_policy = ReleasePolicy() if options.device.kind == "cpu" else None
-        self._backlog = options.backlog
         # The smallest call so far (its feeds copied), run again by release(): ONNX Runtime
         # shrinks an arena only at the end of a run.
         self._smallest: tuple[int, dict[str, np.ndarray]] | None = None
@@ -423,7 +419,7 @@ class OnnxRuntimeBackend:
     def _call(self, feeds: dict[str, np.ndarray], outputs: list[str], threads: int | None) -> list:
         session = self._sessions[_fitting(self._sessions, threads)]
         policy = self._release_policy
-        shrink = policy is not None and policy.release_after(list(feeds.values()), self._crowded())
+        shrink = policy is not None and policy.release_after(list(feeds.values()), self._crowded(threads))
         results = list(session.run(outputs, feeds, self._shrink if shrink else self._keep))
         if policy is not None:
             _CPU_ARENA.runs_since_shrink = 0 if shrink else _CPU_ARENA.runs_since_shrink + 1
@@ -432,9 +428,12 @@ class OnnxRuntimeBackend:
                 self._smallest = (values, {name: value.copy() for name, value in feeds.items()})
         return results
 
-    def _crowded(self) -> bool:
-        """Whether this call runs on a crowded machine: tasks wait in the worker behind it."""
-        return self._backlog is not None and self._backlog()
+    def _crowded(self, threads: int | None) -> bool:
+        """Whether a call granted ``threads`` runs on a crowded machine: no idle cores were
+        lent to it (shared/core_shares.py), so the other workers are at work. A worker that
+        owns every core, or a call not made through the worker's cores (None), is not."""
+        counts = self.thread_counts
+        return len(counts) > 1 and threads is not None and threads <= min(counts)
 
     def release(self) -> None:
         """Shrink the arena (shared by every session of the worker) to what is in use: the

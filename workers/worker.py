@@ -183,12 +183,7 @@ class Worker:
                 if ref.identity not in loaded:
                     model = ModelDir.load(ref.model_dir)
                     options = BackendOptions(
-                        spec.device,
-                        spec.cpu_threads,
-                        ref.engine,
-                        ref.onnx_path,
-                        self.cores.counts,
-                        backlog=self.backlog,
+                        spec.device, spec.cpu_threads, ref.engine, ref.onnx_path, self.cores.counts
                     )
                     backend = MeteredBackend(create_backend(model, options), model.model_name, self.cores)
                     log.info("loaded %s on %s with %s", model.model_name, spec.device, backend.name)
@@ -203,10 +198,6 @@ class Worker:
         self.rest_bytes = 0  # resident memory right after it last gave it back
         self.pid = os.getpid()
         self.front_alive = True
-
-    def backlog(self) -> bool:
-        """Whether tasks wait here beyond the batch in hand: read from the ring, or not yet."""
-        return len(self.queues) > 0 or self.requests.used() > 0
 
     def beat(self) -> None:
         """Tell the front's watchdog this loop is still turning."""
