@@ -27,11 +27,12 @@ call keeps its memory when it has the shape of the large call before it
 (:class:`ReleasePolicy`): the same bound, one shape's memory, at the speed
 of a warm engine for the pages of one document. That one shape's memory goes
 back too once the worker is at rest (``release()``, called by the worker).
-On a crowded machine (every worker at work) ONNX Runtime gives back after
-every large call instead: there each worker's kept shape adds up (656 vs 271
-MiB a worker under c=4 pages, for 2-4% of the pages/s), while a lone request
-keeps its speed. Paddle does not: its detector call after a release took a
-third longer (0.54 -> 0.72 s on the A4 page), against ONNX Runtime's 14%.
+On a crowded machine (no idle cores lent: the other workers are at work)
+ONNX Runtime gives back after every large call instead: there each worker's
+kept shape adds up (632-656 vs 256-271 MiB a worker under c=4 pages, for
+2-6% of the pages/s), while a lone request keeps its speed. Paddle does
+not: its detector call after a release took a third longer (0.54 -> 0.72 s
+on the A4 page), against ONNX Runtime's 14%.
 """
 
 from __future__ import annotations
