@@ -103,7 +103,7 @@ class WorkerSpec:
 # move between workers, keep theirs; or once it has itself waited SETTLE_ALONE_S while
 # others work. Measured with benchmarks/memory_at_rest.py: giving back whenever one worker
 # had waited 0.5 s cost a lone A4 page 7% at c=1 (one exploratory run), after every batch
-# (max_kept_mb: 0) 5-11% (docs/performance.md, "Memory at rest").
+# (max_kept_mb: 0) 2-11% with ONNX Runtime and 5-20% with Paddle (docs/performance.md, "Memory at rest").
 SETTLE_QUIET_S = 0.5
 SETTLE_POLL_S = 0.1
 SETTLE_ALONE_S = 5.0
